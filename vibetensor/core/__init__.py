@@ -1,0 +1,1 @@
+"""Core runtime: devices, dtypes, backend, Tensor, dispatcher, autograd, ops."""

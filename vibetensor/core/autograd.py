@@ -1,0 +1,430 @@
+"""Reverse-mode autograd: graph nodes, the topological engine, hooks, grad(), Function.
+
+Each differentiable op call records one Node holding its backward formula, the inputs' edges and
+what the formula needs (saved tensors as detached aliases, plus their versions). The engine runs
+nodes in reverse creation order (like PyTorch: latest first) once all their gradients arrived,
+which also makes data-parallel buckets fill in reverse-layer order.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from . import dispatcher as _disp
+from .grad_mode import no_grad, is_grad_enabled, _state as _grad_state
+from ..errors import AutogradError
+
+_seq = itertools.count()
+_hid = itertools.count()
+
+
+class RemovableHandle:
+    def __init__(self, store: dict):
+        self.id = next(_hid)
+        self._store = store
+
+    def remove(self):
+        self._store.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *e):
+        self.remove()
+
+
+class TensorMeta:
+    """What backward may need of an unsaved input: its shape, dtype, device."""
+
+    __slots__ = ("shape", "dtype", "device", "ndim")
+
+    def __init__(self, t):
+        self.shape = tuple(t._data.shape)
+        self.dtype = t._dtype
+        self.device = t._device
+        self.ndim = len(self.shape)
+
+    def __repr__(self):
+        return f"TensorMeta(shape={self.shape}, dtype={self.dtype.name}, device={self.device})"
+
+
+class Ctx:
+    """Backward context: ``args`` (tensors replaced by saved aliases or TensorMeta), ``kwargs``,
+    ``saved`` (the saved tensors, in arg order, then ``out`` if the op saves its output)."""
+
+    __slots__ = ("args", "kwargs", "_saved", "_versions", "out", "needs_input_grad", "freed", "op_name",
+                 "__dict__")
+
+    @property
+    def saved(self):
+        if self.freed:
+            raise AutogradError(
+                f"Trying to backward through the graph a second time (or access saved tensors after they were "
+                f"freed) at {self.op_name}. Saved intermediate values are freed after .backward(); pass "
+                f"retain_graph=True to the first backward if you need to backward twice.")
+        for t, v in self._versions:
+            if t._vc.v != v:
+                raise AutogradError(
+                    f"one of the variables needed for gradient computation has been modified by an inplace "
+                    f"operation: a tensor of shape {tuple(t.shape)} saved by {self.op_name} is at version "
+                    f"{t._vc.v}; expected version {v} instead. Clone it before modifying it in place.")
+        return self._saved
+
+    def save_for_backward(self, *tensors):
+        self._saved = tuple(_alias(t) if t is not None else None for t in tensors)
+        self._versions = [(t, t._vc.v) for t in tensors if t is not None]
+
+    @property
+    def saved_tensors(self):
+        return self.saved
+
+
+def _alias(t):
+    a = t.detach()
+    return a
+
+
+class Node:
+    """One recorded op. ``next`` holds, per tensor input (flattened), (node, output_nr) or None."""
+
+    __slots__ = ("op", "ctx", "next", "seq", "pre_hooks", "n_out", "__weakref__")
+
+    def __init__(self, op, ctx, next_edges, n_out):
+        self.op = op
+        self.ctx = ctx
+        self.next = next_edges
+        self.seq = next(_seq)
+        self.pre_hooks = None
+        self.n_out = n_out
+
+    def name(self):
+        return f"{self.op.name.capitalize()}Backward"
+
+    def add_pre_hook(self, idx, fn, retains=False):
+        if self.pre_hooks is None:
+            self.pre_hooks = {}
+        h = RemovableHandle(self.pre_hooks)
+        self.pre_hooks[h.id] = (idx, fn, retains)
+        return h
+
+    def apply(self, grads):
+        bw = self.op.backward_fn
+        self.ctx.saved  # raises if freed (backward twice) or a saved tensor was modified in place
+        with no_grad():
+            out = bw(self.ctx, *grads)
+        if not isinstance(out, (tuple, list)):
+            out = (out,)
+        return out
+
+    @property
+    def next_functions(self):
+        return tuple(self.next)
+
+    def __repr__(self):
+        return f"<{self.name()}>"
+
+
+class AccumulateGrad:
+    """Sink node of a leaf: runs its hooks, accumulates into ``.grad``, then post-accumulate hooks."""
+
+    __slots__ = ("variable", "seq", "pre_hooks", "next", "n_out", "__weakref__")
+
+    def __init__(self, t):
+        import weakref
+        self.variable = weakref.ref(t)
+        self.seq = -1
+        self.pre_hooks = None
+        self.next = ()
+        self.n_out = 1
+
+    def name(self):
+        return "AccumulateGrad"
+
+    add_pre_hook = Node.add_pre_hook
+
+    def accumulate(self, g):
+        t = self.variable()
+        if t is None:
+            return
+        if t.grad is None:
+            t.grad = g if g._base is None else g.clone()
+        else:
+            with no_grad():
+                t.grad = t.grad + g
+        if t._post_hooks:
+            for h in list(t._post_hooks.values()):
+                h(t)
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
+
+def _accumulate_node(t):
+    n = t._accum
+    if n is None:
+        n = t._accum = AccumulateGrad(t)
+    return n
+
+
+def _edge(t):
+    if not t.requires_grad:
+        return None
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    return (_accumulate_node(t), 0)
+
+
+def record(op, args, kwargs, tensors):
+    """Autograd key: compute below, then record a Node on the outputs."""
+    if op.backward_fn is None:
+        raise NotImplementedError(f"{op.qualname} has no backward formula; call it under vt.no_grad() or on "
+                                  f"tensors that do not require grad")
+    prev = _grad_state.enabled
+    _grad_state.enabled = False
+    try:
+        out = _disp.dispatch_below_autograd(op, args, kwargs, tensors)
+    finally:
+        _grad_state.enabled = prev
+    ctx = Ctx()
+    ctx.op_name = op.name
+    ctx.freed = False
+    ctx.kwargs = kwargs
+    ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+    saved, versions = [], []
+    save = op.save
+    T = _disp._Tensor
+    new_args = []
+    for i, a in enumerate(args):
+        keep = i in save
+        if isinstance(a, T):
+            if keep:
+                s = _alias(a)
+                saved.append(s)
+                versions.append((s, a._vc.v))
+                new_args.append(s)
+            else:
+                new_args.append(TensorMeta(a))
+        elif type(a) in (list, tuple) and any(isinstance(b, T) for b in a):
+            items = []
+            for b in a:
+                if isinstance(b, T):
+                    if keep:
+                        s = _alias(b)
+                        saved.append(s)
+                        versions.append((s, b._vc.v))
+                        items.append(s)
+                    else:
+                        items.append(TensorMeta(b))
+                else:
+                    items.append(b)
+            new_args.append(type(a)(items))
+        else:
+            new_args.append(a)
+    ctx.args = tuple(new_args)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    ctx.out = None
+    if op.save_out:
+        o = outs[0]
+        s = _alias(o)
+        ctx.out = s
+        saved.append(s)
+        versions.append((s, o._vc.v))
+    ctx._saved = tuple(saved)
+    ctx._versions = versions
+    if len(outs) > 1:
+        ctx.out_metas = [TensorMeta(o) if isinstance(o, T) else None for o in outs]
+    node = Node(op, ctx, [_edge(t) for t in tensors], len(outs))
+    for i, o in enumerate(outs):
+        if isinstance(o, T) and o._dtype.is_floating_point:
+            o.requires_grad = True
+            o.grad_fn = node
+            o._output_nr = i
+    return out
+
+
+_disp._autograd_record = record
+
+
+# ---------------------------------------------------------------------------------------------
+# engine
+
+def _collect(roots):
+    """Dependency counts over the graph reachable from root nodes."""
+    deps = {}
+    seen = set()
+    stack = [n for n in roots if n is not None]
+    for n in stack:
+        seen.add(n)
+    while stack:
+        n = stack.pop()
+        for e in n.next:
+            if e is None:
+                continue
+            m = e[0]
+            deps[m] = deps.get(m, 0) + 1
+            if m not in seen:
+                seen.add(m)
+                stack.append(m)
+    return deps
+
+
+def _run_pre_hooks(node, idx, g):
+    if node.pre_hooks:
+        for (i, fn, _retains) in list(node.pre_hooks.values()):
+            if i == idx:
+                r = fn(g)
+                if r is not None and not _retains:
+                    g = r
+    return g
+
+
+def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
+    """Backpropagate ``grads`` from ``roots`` (list of (node, output_nr)).
+
+    ``capture``: {(node, output_nr): None} filled with gradients flowing into those edges
+    (``autograd.grad``); with ``accumulate=False`` leaves are not written.
+    """
+    buffers: dict = {}
+    root_nodes = []
+    for (node, idx), g in zip(roots, grads):
+        if node is None:
+            continue
+        buf = buffers.setdefault(node, [None] * node.n_out)
+        buf[idx] = g if buf[idx] is None else buf[idx] + g
+        root_nodes.append(node)
+    deps = _collect(root_nodes)
+    heap = []
+    pushed = set()
+    for n in set(root_nodes):
+        if deps.get(n, 0) == 0:
+            heapq.heappush(heap, (-n.seq, id(n), n))
+            pushed.add(n)
+    handed = set()  # ids of grad tensors already given to some buffer: give a copy to the next
+    while heap:
+        _, _, node = heapq.heappop(heap)
+        buf = buffers.pop(node, None) or [None] * node.n_out
+        for i in range(node.n_out):
+            if buf[i] is not None:
+                buf[i] = _run_pre_hooks(node, i, buf[i])
+        if capture is not None:
+            for i in range(node.n_out):
+                if (node, i) in capture and buf[i] is not None:
+                    prev = capture[(node, i)]
+                    capture[(node, i)] = buf[i] if prev is None else prev + buf[i]
+        if isinstance(node, AccumulateGrad):
+            if accumulate and buf[0] is not None:
+                node.accumulate(buf[0])
+            continue
+        if all(b is None for b in buf):
+            in_grads = [None] * len(node.next)
+        else:
+            if any(b is None for b in buf):
+                buf = _fill_zeros(node, buf)
+            in_grads = node.apply(buf)
+            if not retain_graph:
+                node.ctx.freed = True
+                node.ctx._saved = ()
+                node.ctx.out = None
+        if len(in_grads) < len(node.next):
+            in_grads = tuple(in_grads) + (None,) * (len(node.next) - len(in_grads))
+        for e, g in zip(node.next, in_grads):
+            if e is None:
+                continue
+            m, idx = e
+            if g is not None:
+                if id(g) in handed:
+                    g = g.clone()
+                handed.add(id(g))
+                mb = buffers.setdefault(m, [None] * m.n_out)
+                if mb[idx] is None:
+                    mb[idx] = g
+                else:
+                    mb[idx] = mb[idx] + g
+            deps[m] -= 1
+            if deps[m] == 0 and m not in pushed:
+                pushed.add(m)
+                heapq.heappush(heap, (-m.seq, id(m), m))
+
+
+def _fill_zeros(node, buf):
+    # an unused output of a multi-output op gets a zero gradient of its shape (recorded at forward)
+    shapes = getattr(node.ctx, "out_metas", None)
+    out = list(buf)
+    for i, b in enumerate(out):
+        if b is None and shapes is not None:
+            from . import factories
+            m = shapes[i]
+            out[i] = factories.zeros(m.shape, dtype=m.dtype, device=m.device)
+    return out
+
+
+def _root_grad(t, g):
+    from . import factories
+    if g is None:
+        if t.numel() != 1:
+            raise AutogradError(f"grad can be implicitly created only for scalar outputs; this tensor has shape "
+                                f"{tuple(t.shape)}: pass gradient= of the same shape to backward()")
+        return factories.ones(t.shape, dtype=t.dtype, device=t.device)
+    if not isinstance(g, _disp._Tensor):
+        g = factories.tensor(g, dtype=t.dtype, device=t.device)
+    if tuple(g.shape) != tuple(t.shape):
+        raise AutogradError(f"gradient has shape {tuple(g.shape)} but the output has shape {tuple(t.shape)}")
+    return g
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    if create_graph:
+        raise NotImplementedError("create_graph=True (higher-order gradients) is not supported by vibetensor yet")
+    T = _disp._Tensor
+    if isinstance(tensors, T):
+        tensors = [tensors]
+    if grad_tensors is None or isinstance(grad_tensors, T):
+        grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
+    roots, grads = [], []
+    for t, g in zip(tensors, grad_tensors):
+        if not t.requires_grad:
+            raise AutogradError("element 0 of tensors does not require grad and does not have a grad_fn: "
+                                "the output was computed without gradient tracking (no_grad?) or from inputs "
+                                "that do not require grad")
+        roots.append(_edge(t))
+        grads.append(_root_grad(t, g))
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, T) else list(inputs)
+        cap = {_edge(i): None for i in inputs}
+        run_engine(roots, grads, bool(retain_graph), capture=cap, accumulate=False)
+        for i in inputs:
+            g = cap[_edge(i)]
+            if g is not None:
+                _accumulate_node(i).accumulate(g) if i.is_leaf else setattr(i, "grad", g)
+        return
+    run_engine(roots, grads, bool(retain_graph))
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs`` without touching ``.grad``."""
+    if create_graph:
+        raise NotImplementedError("create_graph=True (higher-order gradients) is not supported by vibetensor yet")
+    T = _disp._Tensor
+    outputs = [outputs] if isinstance(outputs, T) else list(outputs)
+    single = isinstance(inputs, T)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, T):
+        grad_outputs = [grad_outputs] * len(outputs)
+    for i, x in enumerate(inputs):
+        if not x.requires_grad:
+            raise AutogradError(f"grad(): input {i} does not require grad")
+    roots = [_edge(o) for o in outputs]
+    if any(r is None for r in roots):
+        raise AutogradError("grad(): an output does not require grad")
+    grads = [_root_grad(o, g) for o, g in zip(outputs, grad_outputs)]
+    cap = {}
+    for x in inputs:
+        cap[_edge(x)] = None
+    run_engine(roots, grads, bool(retain_graph), capture=cap, accumulate=False)
+    res = []
+    for i, x in enumerate(inputs):
+        g = cap[_edge(x)]
+        if g is None and not allow_unused:
+            raise AutogradError(f"grad(): input {i} was not used in the graph; pass allow_unused=True")
+        res.append(g)
+    return tuple(res)

@@ -1,0 +1,139 @@
+"""The one place that knows numpy vs CuPy.
+
+A device maps to an array module (numpy for CPU and virtual CPU devices, CuPy for CUDA), a
+current-device context and a stream. Nothing above this module imports cupy directly; it asks here.
+CuPy is optional: without it every CPU path works and CUDA requests raise DeviceUnavailableError
+saying how to install the GPU extra.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from ..errors import DeviceUnavailableError
+
+_cupy = None
+_cupy_error: str | None = None
+_probed = False
+
+INSTALL_HINT = ("install the GPU extra: pip install 'vibetensor[cuda13]' (CUDA 13) or "
+                "'vibetensor[cuda12]' (CUDA 12), on a machine with an NVIDIA GPU and driver")
+
+
+def _probe():
+    global _cupy, _cupy_error, _probed
+    if _probed:
+        return _cupy
+    _probed = True
+    try:
+        import cupy  # noqa: PLC0415 - optional dependency, imported lazily
+    except Exception as e:  # ImportError, or a broken CUDA install
+        _cupy_error = f"CuPy is not importable ({type(e).__name__}: {e})"
+        return None
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        _cupy_error = f"CuPy is installed but the CUDA driver/runtime failed ({e})"
+        return None
+    if n == 0:
+        _cupy_error = "CuPy is installed but no CUDA device is visible"
+        return None
+    _cupy = cupy
+    return cupy
+
+
+def cuda_available() -> bool:
+    return _probe() is not None
+
+
+def cupy_module():
+    """The cupy module, or a clear DeviceUnavailableError."""
+    cp = _probe()
+    if cp is None:
+        raise DeviceUnavailableError(f"CUDA is not available: {_cupy_error}; {INSTALL_HINT}")
+    return cp
+
+
+def cuda_device_count() -> int:
+    cp = _probe()
+    return 0 if cp is None else cp.cuda.runtime.getDeviceCount()
+
+
+def current_cuda_device() -> int:
+    return cupy_module().cuda.runtime.getDevice()
+
+
+def xp_for(dev):
+    """Array module for a Device."""
+    if dev.type == "cpu":
+        return np
+    cp = cupy_module()
+    n = cp.cuda.runtime.getDeviceCount()
+    if dev.index is not None and dev.index >= n:
+        raise DeviceUnavailableError(f"device 'cuda:{dev.index}' does not exist: {n} CUDA device(s) visible "
+                                     f"(cuda:0..cuda:{n - 1})")
+    return cp
+
+
+def xp_of(arr):
+    """Array module of an array (numpy or cupy) -- cheap: checks the type's module."""
+    if type(arr) is np.ndarray or isinstance(arr, np.generic):
+        return np
+    if _cupy is not None and isinstance(arr, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def is_cuda_array(arr) -> bool:
+    return _cupy is not None and isinstance(arr, _cupy.ndarray)
+
+
+@contextlib.contextmanager
+def _null():
+    yield
+
+
+_NULL = _null
+
+
+def device_guard(dev):
+    """Context manager making ``dev`` current for CuPy work (a no-op for CPU or the current device)."""
+    if dev.type != "cuda":
+        return contextlib.nullcontext()
+    cp = cupy_module()
+    if cp.cuda.runtime.getDevice() == dev.index:
+        return contextlib.nullcontext()
+    return cp.cuda.Device(dev.index)
+
+
+def to_numpy(arr) -> np.ndarray:
+    if is_cuda_array(arr):
+        return arr.get()
+    return np.asarray(arr)
+
+
+def asarray_on(data, dev, np_dtype=None):
+    """Put host/device data on ``dev`` as a backend array (copying only when needed)."""
+    if dev.type == "cpu":
+        if is_cuda_array(data):
+            data = data.get()
+        return np.asarray(data, dtype=np_dtype)
+    cp = cupy_module()
+    xp_for(dev)
+    with device_guard(dev):
+        if is_cuda_array(data) and data.device.id != dev.index:
+            out = cp.empty(data.shape, dtype=data.dtype)
+            out.data.copy_from_device(data.data, data.nbytes) if data.flags.c_contiguous else out.set(data.get())
+            data = out
+        return cp.asarray(data, dtype=np_dtype)
+
+
+def check_cuda_dtype(vt_dtype, opname: str = "this op"):
+    """CuPy lacks some dtypes (bfloat16 before CuPy 14): raise a clear error instead of wrong numbers."""
+    cp = cupy_module()
+    try:
+        cp.empty((1,), dtype=vt_dtype.np)
+    except Exception as e:
+        raise TypeError(f"{opname}: dtype {vt_dtype.name} is not supported on CUDA by the installed CuPy "
+                        f"{cp.__version__} ({e}); use float16/float32 on CUDA or bfloat16 on CPU") from None

@@ -1,0 +1,274 @@
+"""Op registry and dispatcher.
+
+An op is defined once: a backend kernel over arrays (numpy or CuPy, written against ``xp``) and,
+beside it, a backward formula written with vt ops. Keys are tried in order
+**Autograd -> Sharded -> CPU | CUDA**:
+
+* Autograd: when grad mode is on and an input requires grad, record a Node, then redispatch below.
+* Sharded: when an input is a sharded tensor (``_is_sharded``), the Fabric layer's handler applies
+  the op's sharding rule (see ``vibetensor.fabric``); registered there, not here.
+* CPU / CUDA: unwrap tensors to arrays, promote dtypes, run the kernel, wrap the results.
+
+Defining an op::
+
+    @defop("mul", save=(0, 1), promote="default")
+    def mul(a, b):            # arrays in, array (or tuple of arrays) out
+        return a * b
+
+    @mul.def_backward
+    def _(ctx, g):            # vt ops on Tensors, run under no_grad; one grad per tensor input
+        a, b = ctx.saved      # (flattened order), None where no gradient flows
+        return g * b, g * a
+
+Every op is reachable as ``vt.ops.<namespace>.<name>``.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+from ..errors import DeviceMismatchError
+from . import dtype as _dt
+from .grad_mode import _state as _grad_state
+
+
+class Key(IntEnum):
+    AUTOGRAD = 0
+    SHARDED = 1
+    CPU = 2
+    CUDA = 3
+
+
+_KEY_NAMES = {"autograd": Key.AUTOGRAD, "sharded": Key.SHARDED, "cpu": Key.CPU, "cuda": Key.CUDA}
+
+
+def as_key(k) -> Key:
+    if isinstance(k, Key):
+        return k
+    hit = _KEY_NAMES.get(str(k).lower())
+    if hit is None:
+        raise ValueError(f"unknown dispatch key {k!r}; use one of Autograd, Sharded, CPU, CUDA")
+    return hit
+
+
+class OpDef:
+    """One registered op: kernels per key plus its backward formula and metadata."""
+
+    __slots__ = ("name", "qualname", "kernels", "backward_fn", "save", "save_out", "promote", "view",
+                 "inplace_of", "schema", "doc", "sharding_rule", "raw")
+
+    def __init__(self, qualname, kernel=None, *, save=(), save_out=False, promote=None, view=False, schema=None,
+                 raw=False):
+        self.qualname = qualname
+        self.raw = raw              # the kernel takes and returns Tensors (device moves, composites)
+        self.name = qualname.split("::")[-1]
+        self.kernels: dict = {}
+        if kernel is not None:
+            self.kernels[Key.CPU] = kernel
+            self.kernels[Key.CUDA] = kernel
+        self.backward_fn = None
+        self.save = tuple(save)
+        self.save_out = save_out
+        self.promote = promote      # None | "default" | "float" (ints -> default float) | "same"
+        self.view = view            # output aliases input 0's storage (shares its version counter)
+        self.schema = schema
+        self.sharding_rule = None   # set by vibetensor.fabric
+        self.doc = getattr(kernel, "__doc__", None)
+
+    def def_backward(self, fn):
+        self.backward_fn = fn
+        return fn
+
+    def register(self, key, fn):
+        self.kernels[as_key(key)] = fn
+        return fn
+
+    def __call__(self, *args, **kwargs):
+        return dispatch(self, args, kwargs)
+
+    def __repr__(self):
+        return f"<op {self.qualname}>"
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+class _Namespace:
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, item):
+        op = REGISTRY.get(f"{self._name}::{item}")
+        if op is None:
+            raise AttributeError(f"no op '{self._name}::{item}' is registered")
+        return op
+
+    def __dir__(self):
+        p = self._name + "::"
+        return [k[len(p):] for k in REGISTRY if k.startswith(p)]
+
+
+class _Ops:
+    """``vt.ops.vt.add`` -- every registered op by namespace."""
+
+    def __init__(self):
+        self._ns: dict = {}
+
+    def __getattr__(self, ns):
+        if ns.startswith("_"):
+            raise AttributeError(ns)
+        n = self._ns.get(ns)
+        if n is None:
+            n = self._ns[ns] = _Namespace(ns)
+        return n
+
+
+ops = _Ops()
+
+
+def defop(name, *, namespace="vt", save=(), save_out=False, promote=None, view=False, schema=None, raw=False):
+    """Decorator registering a kernel (for CPU and CUDA) as op ``namespace::name``.
+
+    ``raw=True``: the kernel receives Tensors rather than arrays (ops that cross devices)."""
+    def deco(kernel):
+        qual = f"{namespace}::{name}"
+        if qual in REGISTRY:
+            raise ValueError(f"op {qual} is already defined")
+        op = OpDef(qual, kernel, save=save, save_out=save_out, promote=promote, view=view, schema=schema, raw=raw)
+        REGISTRY[qual] = op
+        return op
+    return deco
+
+
+def get_op(qualname: str) -> OpDef:
+    if "::" not in qualname:
+        qualname = "vt::" + qualname
+    op = REGISTRY.get(qualname)
+    if op is None:
+        raise KeyError(f"no op '{qualname}' is registered")
+    return op
+
+
+# ---------------------------------------------------------------------------------------------
+# dispatch
+
+_Tensor = None  # set by tensor.py (avoids an import cycle)
+_autograd_record = None  # set by autograd.py
+_sharded_handler = None  # set by vibetensor.fabric when imported
+
+
+def _scan(args):
+    """(tensors in flattened order, any requires_grad, any sharded)."""
+    T = _Tensor
+    tensors = []
+    for a in args:
+        if isinstance(a, T):
+            tensors.append(a)
+        elif type(a) in (list, tuple):
+            for b in a:
+                if isinstance(b, T):
+                    tensors.append(b)
+    return tensors
+
+
+def dispatch(op: OpDef, args, kwargs):
+    tensors = _scan(args)
+    if _grad_state.enabled and (op.backward_fn is not None or Key.AUTOGRAD in op.kernels):
+        for t in tensors:
+            if t.requires_grad:
+                k = op.kernels.get(Key.AUTOGRAD)
+                if k is not None:
+                    return k(*args, **kwargs)
+                return _autograd_record(op, args, kwargs, tensors)
+    return dispatch_below_autograd(op, args, kwargs, tensors)
+
+
+def dispatch_below_autograd(op, args, kwargs, tensors=None):
+    if tensors is None:
+        tensors = _scan(args)
+    for t in tensors:
+        if t._is_sharded:
+            k = op.kernels.get(Key.SHARDED)
+            if k is not None:
+                return k(*args, **kwargs)
+            if _sharded_handler is None:
+                raise RuntimeError(f"{op.qualname}: sharded tensors need vibetensor.fabric (import it)")
+            return _sharded_handler(op, args, kwargs)
+    return run_backend(op, args, kwargs, tensors)
+
+
+def _common_device(op, tensors):
+    dev = tensors[0]._device
+    for t in tensors[1:]:
+        if t._device != dev:
+            # PyTorch lets a 0-dim CPU tensor join a CUDA op as a scalar
+            if t._device.type == "cpu" and t.ndim == 0 and dev.type == "cuda":
+                continue
+            if dev.type == "cpu" and dev.index is None and tensors[0].ndim == 0 and t._device.type == "cuda":
+                dev = t._device
+                continue
+            devs = ", ".join(sorted({str(x._device) for x in tensors}))
+            raise DeviceMismatchError(
+                f"{op.name}: expected all tensors on one device, got {devs}; move them with .to(device) first")
+    return dev
+
+
+def _unwrap(a, dev, cast):
+    T = _Tensor
+    if isinstance(a, T):
+        d = a._data
+        if a._device != dev:  # a 0-dim tensor used as a scalar
+            return a.item()
+        if cast is not None and a._dtype is not cast:
+            d = d.astype(cast.np)
+        return d
+    if type(a) in (list, tuple):
+        return type(a)(_unwrap(b, dev, cast) for b in a)
+    return a
+
+
+def run_backend(op, args, kwargs, tensors=None):
+    if tensors is None:
+        tensors = _scan(args)
+    if not tensors:
+        raise TypeError(f"{op.name}: expected at least one tensor argument")
+    if op.raw:
+        return op.kernels[Key.CUDA if tensors[0]._device.type == "cuda" else Key.CPU](*args, **kwargs)
+    dev = _common_device(op, tensors) if len(tensors) > 1 else tensors[0]._device
+    cast = None
+    if op.promote is not None:
+        cast = _dt.result_type(*[a for a in args if isinstance(a, (_Tensor, bool, int, float))] or tensors)
+        if op.promote == "float" and not cast.is_floating_point:
+            cast = _dt.get_default_dtype()
+    key = Key.CUDA if dev.type == "cuda" else Key.CPU
+    kernel = op.kernels.get(key)
+    if kernel is None:
+        raise NotImplementedError(f"{op.qualname} has no {key.name} kernel")
+    # fast path: nothing to cast, no lists
+    arrs = [_unwrap(a, dev, cast) for a in args]
+    if key is Key.CUDA:
+        from .backend import device_guard
+        with device_guard(dev):
+            out = kernel(*arrs, **kwargs)
+    else:
+        out = kernel(*arrs, **kwargs)
+    return _wrap_out(op, out, dev, tensors)
+
+
+def _wrap_out(op, out, dev, tensors):
+    T = _Tensor
+    if type(out) is tuple:
+        return tuple(_wrap1(op, o, dev, tensors) for o in out)
+    if type(out) is list:
+        return [_wrap1(op, o, dev, tensors) for o in out]
+    return _wrap1(op, out, dev, tensors)
+
+
+def _wrap1(op, o, dev, tensors):
+    if o is None or isinstance(o, (int, float, bool)):
+        return o
+    t = _Tensor._make(o, dev)
+    if op.view:
+        src = tensors[0]
+        t._vc = src._vc
+        t._base = src if src._base is None else src._base
+    return t

@@ -1,0 +1,154 @@
+"""In-place ops and ``__setitem__``.
+
+An in-place op computes its result with the out-of-place op, then writes it into this tensor's
+storage (so views see it) and bumps the shared version counter. Under autograd the op runs on a
+clone of the old value (so the saved input stays intact) and this tensor takes over the new node.
+"""
+from __future__ import annotations
+
+from . import dtype as _dt
+from .dispatcher import ops
+from .grad_mode import is_grad_enabled, no_grad
+from .tensor import Tensor
+from ..errors import AutogradError, DTypeError, ShapeError
+
+V = ops.vt
+
+_INIT = {"fill", "zero", "normal", "uniform", "exponential", "random", "bernoulli", "copy"}
+
+
+def _check_leaf(t, name):
+    if t.requires_grad and t.is_leaf and is_grad_enabled():
+        raise AutogradError(f"{name}_: a leaf tensor that requires grad is being used in an in-place operation; "
+                            f"wrap the update in `with vt.no_grad():` or operate on a clone")
+    if t._base is not None and is_grad_enabled() and t._base.requires_grad and t._base.is_leaf:
+        raise AutogradError(f"{name}_: a view of a leaf tensor that requires grad is being modified in place; "
+                            f"wrap it in `with vt.no_grad():`")
+
+
+def _write(t, res, name):
+    if tuple(res.shape) != tuple(t.shape):
+        raise ShapeError(f"{name}_: the result has shape {tuple(res.shape)}, which does not match the tensor's "
+                         f"shape {tuple(t.shape)}: in-place ops cannot change the shape")
+    if res._dtype is not t._dtype and _dt.promote_types(res._dtype, t._dtype) is not t._dtype:
+        raise DTypeError(f"{name}_: result type {res._dtype.name} can't be cast to the tensor's dtype "
+                         f"{t._dtype.name}; use the out-of-place op or convert the tensor first")
+    if not t._data.flags.writeable:
+        raise RuntimeError(f"{name}_: this tensor's memory is read-only (an expanded or broadcast view); "
+                           f"call .clone() first")
+    t._data[...] = res._data
+    t._vc.v += 1
+
+
+def _tensors_in(args):
+    return any(isinstance(a, Tensor) and a.requires_grad for a in args)
+
+
+def apply(t: Tensor, name: str, args, kwargs):
+    if name in _INIT:
+        return _init_op(t, name, args, kwargs)
+    _check_leaf(t, name)
+    recording = is_grad_enabled() and (t.requires_grad or _tensors_in(args))
+    op = getattr(V, name)
+    if recording:
+        if t._base is not None:
+            raise NotImplementedError(f"{name}_ on a view that takes part in autograd is not supported yet; "
+                                      f"use the out-of-place op ({name}) instead")
+        res = op(V.clone(t), *args, **kwargs)
+        _write(t, res, name)
+        t.grad_fn = res.grad_fn
+        t._output_nr = res._output_nr
+        t.requires_grad = res.requires_grad
+        return t
+    res = op(t, *args, **kwargs)
+    _write(t, res, name)
+    return t
+
+
+def _init_op(t, name, args, kwargs):
+    from . import factories as F
+    from .random import gen_for
+    _check_leaf(t, name)
+    with no_grad():
+        if name == "zero":
+            res = F.zeros_like(t)
+        elif name == "fill":
+            v = args[0] if args else kwargs["value"]
+            if isinstance(v, Tensor):
+                v = v.item()
+            res = F.full_like(t, v)
+        elif name == "copy":
+            src = args[0] if args else kwargs["src"]
+            if not isinstance(src, Tensor):
+                src = F.tensor(src, dtype=t.dtype, device=t.device)
+            res = src.to(device=t.device).to(t.dtype)
+            if tuple(res.shape) != tuple(t.shape):
+                res = V.expand(res, tuple(t.shape))
+            if is_grad_enabled() and src.requires_grad:
+                raise NotImplementedError("copy_ from a tensor that requires grad is not differentiable yet")
+            t._data[...] = res._data
+            t._vc.v += 1
+            return t
+        else:
+            g = gen_for(kwargs.pop("generator", None), t.device)
+            shape, npdt = tuple(t.shape), t.dtype.np
+            if name == "normal":
+                mean = args[0] if len(args) > 0 else kwargs.get("mean", 0.0)
+                std = args[1] if len(args) > 1 else kwargs.get("std", 1.0)
+                arr = g.normal(shape, npdt, mean, std)
+            elif name == "uniform":
+                a = args[0] if len(args) > 0 else kwargs.get("from", kwargs.get("a", 0.0))
+                b = args[1] if len(args) > 1 else kwargs.get("to", kwargs.get("b", 1.0))
+                arr = g.random(shape, npdt) * (b - a) + a
+            elif name == "exponential":
+                lam = args[0] if args else kwargs.get("lambd", 1.0)
+                from .backend import xp_of
+                u = g.random(shape, npdt)
+                arr = (-xp_of(u).log1p(-u) / lam).astype(npdt)
+            elif name == "bernoulli":
+                p = args[0] if args else kwargs.get("p", 0.5)
+                arr = (g.random(shape, "float32" if not t.dtype.is_floating_point else npdt) < p).astype(npdt)
+            else:  # random_(from, to)
+                lo = args[0] if len(args) > 0 else 0
+                hi = args[1] if len(args) > 1 else 2 ** 24
+                arr = g.integers(lo, hi, shape, npdt)
+            t._data[...] = arr
+            t._vc.v += 1
+            return t
+    _write(t, res, name)
+    return t
+
+
+def setitem(t: Tensor, index, value):
+    from . import factories as F
+    recording = is_grad_enabled() and (t.requires_grad or (isinstance(value, Tensor) and value.requires_grad))
+    if recording:
+        _check_leaf(t, "setitem")
+        if t._base is not None:
+            raise NotImplementedError("__setitem__ on a view that takes part in autograd is not supported yet; "
+                                      "index the base tensor instead")
+        if not isinstance(value, Tensor):
+            value = F.tensor(value, dtype=t.dtype, device=t.device)
+        res = V.index_put(V.clone(t), index, value)
+        t._data[...] = res._data
+        t._vc.v += 1
+        t.grad_fn = res.grad_fn
+        t._output_nr = res._output_nr
+        t.requires_grad = True
+        return
+    idx = tuple(i._data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(value, Tensor):
+        if value._device != t._device:
+            if value.ndim == 0:
+                value = value.item()
+            else:
+                from ..errors import DeviceMismatchError
+                raise DeviceMismatchError(f"__setitem__: value is on {value._device} but the tensor is on "
+                                          f"{t._device}; move it with .to(device)")
+        else:
+            value = value._data
+    try:
+        t._data[idx] = value
+    except (ValueError, IndexError) as e:
+        raise ShapeError(f"__setitem__ on a tensor of shape {tuple(t.shape)}: {e}") from None
+    t._vc.v += 1

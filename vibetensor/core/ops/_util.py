@@ -1,0 +1,52 @@
+"""Helpers shared by op definitions."""
+from __future__ import annotations
+
+from ..backend import xp_of  # noqa: F401  (re-exported for op files)
+from ..dispatcher import ops
+from ...errors import ShapeError
+
+V = ops.vt
+
+
+def sum_to(g, shape):
+    """Reduce a broadcast gradient ``g`` back to ``shape`` (sum over broadcast dims)."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    lead = g.ndim - len(shape)
+    dims = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    out = V.sum(g, dims, keepdim=True) if dims else g
+    if lead:
+        out = V.reshape(out, shape)
+    return out
+
+
+def broadcast_shapes(opname, *shapes):
+    """Broadcast shape with a clear ShapeError naming the shapes."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        for i, d in enumerate(s):
+            j = ndim - len(s) + i
+            if out[j] == 1:
+                out[j] = d
+            elif d != 1 and d != out[j]:
+                raise ShapeError(f"{opname}: shapes {' and '.join(str(tuple(x)) for x in shapes)} do not broadcast "
+                                 f"(dimension {j - ndim}: {out[j]} vs {d})")
+    return tuple(out)
+
+
+def wrap_dim(opname, dim, ndim):
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{opname}: dimension {dim} out of range for a {ndim}-d tensor (expected {-n}..{n - 1})")
+    return dim % n
+
+
+def wrap_dims(opname, dim, ndim):
+    """None -> all dims; int or sequence -> sorted tuple of non-negative dims."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        dim = (dim,)
+    return tuple(sorted({wrap_dim(opname, d, ndim) for d in dim}))
