@@ -27,3 +27,33 @@ from .errors import (  # noqa: F401
 )
 from . import autograd  # noqa: F401,E402
 from . import library  # noqa: F401,E402
+
+# Subsystems load on first use (keeps `import vibetensor` fast and free of GPU/MPI imports).
+_LAZY_MODULES = {
+    "nn": ".nn", "optim": ".optim", "cuda": ".cuda", "fabric": ".fabric", "collectives": ".collectives",
+    "observe": ".observe", "backends": ".backends", "amp": ".amp", "distributed": ".collectives",
+    "utils": ".utils",
+}
+_LAZY_ATTRS = {
+    "save": (".serialization", "save"), "load": (".serialization", "load"),
+    "autocast": (".amp", "autocast"),
+    "from_dlpack": (".core.dlpack", "from_dlpack"), "to_dlpack": (".core.dlpack", "to_dlpack"),
+}
+
+
+def __getattr__(name):
+    import importlib
+    if name in _LAZY_MODULES:
+        mod = importlib.import_module(_LAZY_MODULES[name], __name__)
+        globals()[name] = mod
+        return mod
+    if name in _LAZY_ATTRS:
+        modname, attr = _LAZY_ATTRS[name]
+        val = getattr(importlib.import_module(modname, __name__), attr)
+        globals()[name] = val
+        return val
+    from .core import dispatcher as _d
+    op = _d.REGISTRY.get(f"vt::{name}")
+    if op is not None:
+        return op
+    raise AttributeError(f"module 'vibetensor' has no attribute {name!r}")

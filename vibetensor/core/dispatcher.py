@@ -223,6 +223,9 @@ def _unwrap(a, dev, cast):
         return d
     if type(a) in (list, tuple):
         return type(a)(_unwrap(b, dev, cast) for b in a)
+    if type(a) is int and cast is not None and cast._cat == 1 and not -128 <= a <= 127:
+        import numpy as np  # wrap out-of-range Python ints as PyTorch does (int8 + 1000)
+        return np.array(a).astype(cast.np)[()]
     return a
 
 

@@ -61,7 +61,7 @@ class Function:
         res = []
         for i, o in enumerate(outs):
             if isinstance(o, T) and o._dtype.is_floating_point:
-                if o.grad_fn is not None or o in tensors:
+                if o.grad_fn is not None or any(o is t for t in tensors):
                     o = o.detach()
                 o.requires_grad = True
                 o.grad_fn = node

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from tests.opcheck import check_op
+
+
+def test_add_mul_div_broadcast_grads():
+    check_op(lambda a, b: a * b + a / (b * b + 1.0) - b, lambda a, b: a * b + a / (b * b + 1.0) - b,
+             [np.random.randn(3, 4), np.random.randn(4)])
+
+
+def test_backward_twice_raises_without_retain_graph():
+    x = vt.randn(3, requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 4 * x.detach().numpy(), rtol=1e-6)
+    z = (x * x).sum()
+    z.backward()
+    with pytest.raises(vt.AutogradError, match="second time"):
+        z.backward()
+
+
+def test_nonscalar_backward_needs_gradient():
+    x = vt.randn(3, requires_grad=True)
+    with pytest.raises(vt.AutogradError, match="scalar outputs"):
+        (x * 2).backward()
+
+
+def test_inplace_on_saved_tensor_raises():
+    x = vt.randn(3, requires_grad=True)
+    y = x * 1.0
+    z = (y * y).sum()
+    y.add_(1.0)
+    with pytest.raises(vt.AutogradError, match="modified by an inplace operation"):
+        z.backward()
+
+
+def test_inplace_on_leaf_requiring_grad_raises():
+    x = vt.randn(3, requires_grad=True)
+    with pytest.raises(vt.AutogradError, match="leaf"):
+        x.add_(1.0)
+    with vt.no_grad():
+        x.add_(1.0)
+    assert x._version == 1
+
+
+def test_hooks_and_post_accumulate():
+    x = vt.randn(3, requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: g * 2)
+    x.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full(3, 6.0))
+    assert len(seen) == 1
+
+
+def test_autograd_grad_does_not_touch_leaves():
+    x = vt.randn(4, requires_grad=True)
+    y = (x * x).sum()
+    (g,) = vt.autograd.grad(y, x)
+    np.testing.assert_allclose(g.numpy(), 2 * x.detach().numpy(), rtol=1e-6)
+    assert x.grad is None
+
+
+def test_custom_function():
+    class Cube(vt.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 3 * x * x
+
+    x = vt.tensor(np.random.randn(5), dtype=vt.float64, requires_grad=True)
+    assert vt.autograd.gradcheck(Cube.apply, (x,))
+    Cube.apply(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 3 * x.detach().numpy() ** 2)
+
+
+def test_type_promotion_matches_torch():
+    torch = pytest.importorskip("torch")
+    pairs = [(vt.int32, 2.5), (vt.uint8, vt.int8), (vt.float16, vt.bfloat16), (vt.int64, vt.float16),
+             (vt.bool, 3), (vt.float16, 1.0), (vt.int8, 1000)]
+    for a, b in pairs:
+        ta = vt.ones(2, dtype=a)
+        tb = vt.ones(2, dtype=b) if isinstance(b, vt.dtype) else b
+        got = (ta + tb).dtype
+        tta = torch.ones(2, dtype=getattr(torch, a.name))
+        ttb = torch.ones(2, dtype=getattr(torch, b.name)) if isinstance(b, vt.dtype) else b
+        assert got.name == str((tta + ttb).dtype).replace("torch.", ""), (a, b)
+
+
+def test_library_define_and_override():
+    from vibetensor.library import Library
+    with Library("ext", "DEF") as lib:
+        lib.define("ext::square(Tensor x) -> Tensor")
+        lib.impl("square", lambda x: x * x, dispatch_key="CPU")
+        out = vt.ops.ext.square(vt.tensor([1.0, 2.0, 3.0]))
+        np.testing.assert_allclose(out.numpy(), [1, 4, 9])
+    with Library("vt", "IMPL") as lib:
+        lib.impl("neg", lambda a: a * 0 + 42, dispatch_key="CPU")
+        assert (-vt.tensor([1.0])).item() == 42
+    assert (-vt.tensor([1.0])).item() == -1
