@@ -267,7 +267,7 @@ def _wrap_out(op, out, dev, tensors):
 
 
 def _wrap1(op, o, dev, tensors):
-    if o is None or isinstance(o, (int, float, bool)):
+    if o is None or type(o) in (int, float, bool):
         return o
     t = _Tensor._make(o, dev)
     if op.view:
