@@ -54,11 +54,12 @@ class OpDef:
     """One registered op: kernels per key plus its backward formula and metadata."""
 
     __slots__ = ("name", "qualname", "kernels", "backward_fn", "save", "save_out", "promote", "view",
-                 "inplace_of", "schema", "doc", "sharding_rule", "raw")
+                 "inplace_of", "schema", "doc", "sharding_rule", "raw", "composite")
 
     def __init__(self, qualname, kernel=None, *, save=(), save_out=False, promote=None, view=False, schema=None,
-                 raw=False):
+                 raw=False, composite=False):
         self.qualname = qualname
+        self.composite = composite  # the kernel takes Tensors and calls vt ops: autograd flows through them
         self.raw = raw              # the kernel takes and returns Tensors (device moves, composites)
         self.name = qualname.split("::")[-1]
         self.kernels: dict = {}
@@ -125,15 +126,20 @@ class _Ops:
 ops = _Ops()
 
 
-def defop(name, *, namespace="vt", save=(), save_out=False, promote=None, view=False, schema=None, raw=False):
+def defop(name, *, namespace="vt", save=(), save_out=False, promote=None, view=False, schema=None, raw=False,
+          composite=False):
     """Decorator registering a kernel (for CPU and CUDA) as op ``namespace::name``.
 
-    ``raw=True``: the kernel receives Tensors rather than arrays (ops that cross devices)."""
+    ``raw=True``: the kernel receives Tensors rather than arrays (ops that cross devices); it still
+    needs a backward. ``composite=True``: the kernel receives Tensors and is built from other vt ops,
+    so it needs no backward of its own (autograd and sharding flow through the ops it calls); a
+    CUDA kernel registered later for it (a fused version) takes arrays as usual."""
     def deco(kernel):
         qual = f"{namespace}::{name}"
         if qual in REGISTRY:
             raise ValueError(f"op {qual} is already defined")
-        op = OpDef(qual, kernel, save=save, save_out=save_out, promote=promote, view=view, schema=schema, raw=raw)
+        op = OpDef(qual, kernel, save=save, save_out=save_out, promote=promote, view=view, schema=schema, raw=raw,
+                   composite=composite)
         REGISTRY[qual] = op
         return op
     return deco
@@ -171,6 +177,8 @@ def _scan(args):
 
 
 def dispatch(op: OpDef, args, kwargs):
+    if op.composite:
+        return _composite(op, args, kwargs)
     tensors = _scan(args)
     if _grad_state.enabled and (op.backward_fn is not None or Key.AUTOGRAD in op.kernels):
         for t in tensors:
@@ -180,6 +188,17 @@ def dispatch(op: OpDef, args, kwargs):
                     return k(*args, **kwargs)
                 return _autograd_record(op, args, kwargs, tensors)
     return dispatch_below_autograd(op, args, kwargs, tensors)
+
+
+def _composite(op, args, kwargs):
+    tensors = _scan(args)
+    cuda_fused = op.kernels.get(Key.CUDA)
+    if (cuda_fused is not None and cuda_fused is not op.kernels.get(Key.CPU) and tensors
+            and tensors[0]._device.type == "cuda"
+            and not (_grad_state.enabled and any(t.requires_grad for t in tensors))
+            and not any(t._is_sharded for t in tensors)):
+        return run_backend(op, args, kwargs, tensors)
+    return op.kernels[Key.CPU](*args, **kwargs)
 
 
 def dispatch_below_autograd(op, args, kwargs, tensors=None):
@@ -258,8 +277,9 @@ def run_backend(op, args, kwargs, tensors=None):
 
 
 def _wrap_out(op, out, dev, tensors):
-    T = _Tensor
-    if type(out) is tuple:
+    if isinstance(out, tuple):
+        if hasattr(out, "_fields"):  # a named tuple (values, indices) keeps its type
+            return type(out)(*(_wrap1(op, o, dev, tensors) for o in out))
         return tuple(_wrap1(op, o, dev, tensors) for o in out)
     if type(out) is list:
         return [_wrap1(op, o, dev, tensors) for o in out]

@@ -1,6 +1,8 @@
 """Helpers shared by op definitions."""
 from __future__ import annotations
 
+from collections import namedtuple
+
 from ..backend import xp_of  # noqa: F401  (re-exported for op files)
 from ..dispatcher import ops
 from ...errors import ShapeError
@@ -50,3 +52,14 @@ def wrap_dims(opname, dim, ndim):
     if isinstance(dim, int):
         dim = (dim,)
     return tuple(sorted({wrap_dim(opname, d, ndim) for d in dim}))
+
+
+# torch.return_types equivalents: kernels return these and the dispatcher keeps the type
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def half_compute(a):
+    """CPU float16/bfloat16 arrays computed in float32 (numpy's half math is slow or missing)."""
+    if a.dtype.itemsize == 2 and a.dtype.kind in "fV" or str(a.dtype) == "bfloat16":
+        return a.astype("float32"), a.dtype
+    return a, None
