@@ -14,6 +14,7 @@ from .core.tensor import Tensor, Size, is_tensor  # noqa: F401
 from .core.grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode  # noqa: F401
 from .core import autograd as _autograd  # noqa: F401  (installs the Autograd key)
 from .core import inplace as _inplace  # noqa: F401
+from .core.dlpack import from_dlpack, to_dlpack  # noqa: F401  (also installs Tensor.__dlpack__)
 from .core.factories import (  # noqa: F401
     tensor, as_tensor, from_numpy, zeros, ones, empty, full, zeros_like, ones_like, empty_like, full_like,
     arange, linspace, logspace, eye, rand, randn, randint, randperm, rand_like, randn_like, randint_like,
@@ -37,7 +38,7 @@ _LAZY_MODULES = {
 _LAZY_ATTRS = {
     "save": (".serialization", "save"), "load": (".serialization", "load"),
     "autocast": (".amp", "autocast"),
-    "from_dlpack": (".core.dlpack", "from_dlpack"), "to_dlpack": (".core.dlpack", "to_dlpack"),
+
 }
 
 
