@@ -40,6 +40,10 @@ def _probe():
         _cupy_error = "CuPy is installed but no CUDA device is visible"
         return None
     _cupy = cupy
+    from ..cuda import memory as _mem  # observed caching allocator (peak, OOM ladder, events)
+    _mem.install()
+    from ..backends import cuda as _bc  # TF32 off unless asked for (PyTorch's default)
+    _bc.apply()
     return cupy
 
 

@@ -160,6 +160,7 @@ def get_op(qualname: str) -> OpDef:
 _Tensor = None  # set by tensor.py (avoids an import cycle)
 _autograd_record = None  # set by autograd.py
 _sharded_handler = None  # set by vibetensor.fabric when imported
+_autocast_hook = None  # set by vibetensor.amp while an autocast region is active
 
 
 def _scan(args):
@@ -177,6 +178,8 @@ def _scan(args):
 
 
 def dispatch(op: OpDef, args, kwargs):
+    if _autocast_hook is not None:
+        args = _autocast_hook(op, args)
     if op.composite:
         return _composite(op, args, kwargs)
     tensors = _scan(args)

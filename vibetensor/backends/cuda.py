@@ -1,0 +1,28 @@
+"""CUDA backend switches. TF32 for float32 matmuls maps to CuPy's cuBLAS compute type."""
+from __future__ import annotations
+
+
+class _Matmul:
+    def __init__(self):
+        self._allow_tf32 = False
+
+    @property
+    def allow_tf32(self) -> bool:
+        return self._allow_tf32
+
+    @allow_tf32.setter
+    def allow_tf32(self, value: bool):
+        self._allow_tf32 = bool(value)
+        apply()
+
+
+matmul = _Matmul()
+
+
+def apply():
+    """Push the setting into CuPy (a no-op without CuPy)."""
+    from ..core import backend as _be
+    if not _be.cuda_available():
+        return
+    from cupy._core import _routines_linalg as rl  # CuPy's documented compute-type switch
+    rl.set_compute_type(rl.COMPUTE_TYPE_TF32 if matmul._allow_tf32 else rl.COMPUTE_TYPE_DEFAULT)
