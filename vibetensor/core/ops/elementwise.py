@@ -1,101 +1,146 @@
-"""Elementwise ops with broadcasting and PyTorch type promotion."""
+"""Elementwise arithmetic with broadcasting and PyTorch type promotion (the dispatcher's ``promote=``).
+
+Kernels are small pure functions of arrays (numpy or CuPy through ``xp_of``) so a fused CUDA kernel
+can be registered for any of them later. The rest of the elementwise set lives in
+``elementwise_unary`` (math and activations), ``elementwise_binary`` (pow, atan2, maximum, ...) and
+``elementwise_logic`` (comparisons, logical/bitwise, where, clamp, isclose ...).
+"""
 from __future__ import annotations
 
 from ..dispatcher import defop
-from ._util import V, broadcast_shapes, sum_to, xp_of
+from ._util import V, xp_of
+from .elementwise_util import bcast_error, binary_grads, check_int_zero_div, f32, int_kind, zeros_for
+from ...errors import DTypeError
 
 
-def _shape(x):
-    return getattr(x, "shape", ())
-
-
-def _bcast_check(name, a, b):
-    sa, sb = _shape(a), _shape(b)
-    if sa != sb and sa and sb:
-        broadcast_shapes(name, sa, sb)
+def _is_bool(x):
+    dt = getattr(x, "dtype", None)
+    return isinstance(x, bool) if dt is None else dt.kind == "b"
 
 
 @defop("add", promote="default")
 def add(a, b, *, alpha=1):
-    _bcast_check("add", a, b)
-    return a + b if alpha == 1 else a + alpha * b
+    try:
+        return a + b if alpha == 1 else a + alpha * b
+    except ValueError:
+        bcast_error("add", a, b)
+        raise
 
 
 @add.def_backward
 def _(ctx, g):
-    a, b = ctx.args
     alpha = ctx.kwargs.get("alpha", 1)
-    ga = sum_to(g, a.shape) if hasattr(a, "shape") else None
-    gb = None
-    if hasattr(b, "shape"):
-        gb = sum_to(g if alpha == 1 else g * alpha, b.shape)
-    return tuple(x for x, t in ((ga, a), (gb, b)) if hasattr(t, "shape"))
+    return binary_grads(ctx, lambda: g, lambda: g if alpha == 1 else g * alpha)
 
 
 @defop("sub", promote="default")
 def sub(a, b, *, alpha=1):
-    _bcast_check("sub", a, b)
-    return a - b if alpha == 1 else a - alpha * b
+    if _is_bool(a) and _is_bool(b):  # (a bool tensor promoted by a scalar arrives here as an integer)
+        raise DTypeError("sub: subtraction (the `-` operator) with bool tensors is not supported; use "
+                         "logical_xor() or `^` for two masks, or logical_not() / `~` to invert one")
+    try:
+        return a - b if alpha == 1 else a - alpha * b
+    except ValueError:
+        bcast_error("sub", a, b)
+        raise
 
 
 @sub.def_backward
 def _(ctx, g):
-    a, b = ctx.args
     alpha = ctx.kwargs.get("alpha", 1)
-    out = []
-    if hasattr(a, "shape"):
-        out.append(sum_to(g, a.shape))
-    if hasattr(b, "shape"):
-        out.append(sum_to(-g if alpha == 1 else g * (-alpha), b.shape))
-    return tuple(out)
+    return binary_grads(ctx, lambda: g, lambda: -g if alpha == 1 else g * (-alpha))
 
 
 @defop("mul", promote="default", save=(0, 1))
 def mul(a, b):
-    _bcast_check("mul", a, b)
-    return a * b
+    try:
+        if _is_bool(a) and _is_bool(b):
+            return a & b  # numpy bool * bool already is logical and; & is the fast path
+        return a * b
+    except ValueError:
+        bcast_error("mul", a, b)
+        raise
 
 
 @mul.def_backward
 def _(ctx, g):
     a, b = ctx.args
-    out = []
-    if hasattr(a, "shape"):
-        out.append(sum_to(g * b, a.shape))
-    if hasattr(b, "shape"):
-        out.append(sum_to(g * a, b.shape))
-    return tuple(out)
+    return binary_grads(ctx, lambda: g * b, lambda: g * a)
 
 
-@defop("div", promote="float", save=(0, 1))
+@defop("true_divide", promote="float", save=(0, 1))
+@f32
+def true_divide(a, b):
+    return a / b
+
+
+@true_divide.def_backward
+def _(ctx, g):
+    a, b = ctx.args
+    return binary_grads(ctx, lambda: g / b, lambda: -g * a / (b * b))
+
+
+@defop("div", composite=True)
 def div(a, b, *, rounding_mode=None):
-    _bcast_check("div", a, b)
+    """``torch.div``: true division, or ``rounding_mode='floor' | 'trunc'`` (integers stay integers)."""
     if rounding_mode is None:
-        return a / b
-    xp = xp_of(a if hasattr(a, "shape") else b)
+        return V.true_divide(a, b)
     if rounding_mode == "floor":
-        return xp.floor_divide(a, b)
+        return V.floor_divide(a, b)
     if rounding_mode == "trunc":
-        return xp.trunc(a / b).astype(xp.result_type(a, b))
+        return V._div_trunc(a, b)
     raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
 
 
-@div.def_backward
-def _(ctx, g):
-    a, b = ctx.args
+@defop("divide", composite=True)
+def divide(a, b, *, rounding_mode=None):
+    return div(a, b, rounding_mode=rounding_mode)
+
+
+def _zero_grads(ctx, g):
+    """Piecewise-constant ops (floor_divide, rounding): PyTorch returns zero gradients."""
     out = []
-    if hasattr(a, "shape"):
-        out.append(sum_to(g / b, a.shape))
-    if hasattr(b, "shape"):
-        out.append(sum_to(-g * a / (b * b), b.shape))
+    for x, need in zip([x for x in ctx.args if hasattr(x, "shape")], ctx.needs_input_grad):
+        out.append(zeros_for(x) if need else None)
     return tuple(out)
+
+
+@defop("floor_divide", promote="default")
+@f32
+def floor_divide(a, b):
+    check_int_zero_div("floor_divide", a, b)
+    return xp_of(a if hasattr(a, "shape") else b).floor_divide(a, b)
+
+
+@defop("_div_trunc", promote="default")
+@f32
+def _div_trunc(a, b):
+    xp = xp_of(a if hasattr(a, "shape") else b)
+    if not (int_kind(a) and int_kind(b)):
+        return xp.trunc(a / b)
+    check_int_zero_div("div(rounding_mode='trunc')", a, b)
+    q = xp.floor_divide(a, b)
+    r = a - q * b
+    fix = (r != 0) & ((xp.asarray(a) < 0) != (xp.asarray(b) < 0))
+    return xp.where(fix, q + 1, q).astype(q.dtype, copy=False)
 
 
 @defop("neg")
 def neg(a):
+    if a.dtype.kind == "b":
+        raise DTypeError("neg: negation (the `-` operator) on a bool tensor is not supported; use logical_not() "
+                         "or `~` to invert a mask")
     return -a
 
 
 @neg.def_backward
 def _(ctx, g):
     return -g
+
+
+# the rest of the elementwise set registers on import
+from . import elementwise_unary, elementwise_binary, elementwise_logic  # noqa: E402,F401
+
+for _op in (floor_divide, _div_trunc):
+    _op.def_backward(_zero_grads)
+del _op

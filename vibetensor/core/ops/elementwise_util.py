@@ -1,0 +1,107 @@
+"""Helpers shared by the elementwise op files: low-precision compute, broadcast errors, gradient
+reduction to an input's shape and dtype."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ._util import broadcast_shapes, sum_to
+from ...errors import DTypeError
+
+_F32 = np.dtype(np.float32)
+
+
+def is_half(dt) -> bool:
+    """float16 or bfloat16 (ml_dtypes' bfloat16 has kind 'V')."""
+    return dt.itemsize == 2 and dt.kind in "fV"
+
+
+def shape_of(x):
+    return getattr(x, "shape", ())
+
+
+def bcast_error(name, *xs):
+    """Raise the ShapeError naming the shapes when numpy/CuPy refused to broadcast."""
+    broadcast_shapes(name, *[tuple(shape_of(x)) for x in xs])
+
+
+def f32(fn):
+    """Kernel decorator: float16/bfloat16 arrays are computed in float32 and the result cast back
+    (PyTorch does the same: numpy's half math is slow and ml_dtypes' bfloat16 lacks most ufuncs).
+    Also silences numpy's floating-point warnings (PyTorch returns inf/nan silently)."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def k(*args, **kwargs):
+        half = None
+        conv = []
+        for x in args:
+            dt = getattr(x, "dtype", None)
+            if dt is not None and is_half(dt) and hasattr(x, "astype"):
+                half = dt
+                x = x.astype(_F32)
+            conv.append(x)
+        with np.errstate(all="ignore"):
+            try:
+                out = fn(*conv, **kwargs)
+            except ValueError as e:
+                if "broadcast" in str(e):
+                    bcast_error(name.strip("_"), *[a for a in args if hasattr(a, "shape")])
+                raise
+        if half is not None:
+            if isinstance(out, tuple):
+                return tuple(o.astype(half) if o.dtype == _F32 else o for o in out)
+            if out.dtype == _F32:
+                return out.astype(half)
+        return out
+    return k
+
+
+def red(g, meta):
+    """Gradient ``g`` reduced to an input's shape (broadcasting) and cast to its dtype."""
+    g = sum_to(g, meta.shape)
+    if g.dtype is not meta.dtype:
+        g = g.to(meta.dtype)
+    return g
+
+
+def binary_grads(ctx, *fns):
+    """Gradients of an op whose (first len(fns)) inputs may be Python scalars. ``fns[i]`` is called
+    lazily, only for a tensor input that needs a gradient, and returns the unreduced gradient."""
+    need = iter(ctx.needs_input_grad)
+    out = []
+    for x, f in zip(ctx.args, fns):
+        if hasattr(x, "shape"):
+            out.append(red(f(), x) if next(need) else None)
+    return tuple(out)
+
+
+def is_tensor_like(x):
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def int_kind(x) -> bool:
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return isinstance(x, (int, bool))
+    return dt.kind in "biu"
+
+
+def require_float(name, dt):
+    if dt.kind not in "fV":
+        raise DTypeError(f"{name}: expected a floating-point tensor, got {dt}; convert it with .float() first")
+
+
+def check_int_zero_div(name, a, b):
+    """Integer division by zero raises on CPU, as in PyTorch (numpy would return 0 with a warning)."""
+    if int_kind(a) and int_kind(b):
+        xp_np = type(b) is np.ndarray or isinstance(b, (np.generic, int, bool))
+        if xp_np and np.any(np.asarray(b) == 0):
+            raise ZeroDivisionError(f"{name}: integer division by zero; use floating-point tensors for inf/nan")
+
+
+def zeros_for(meta):
+    """A zero gradient for an input (Tensor or TensorMeta)."""
+    from ..factories import zeros
+    return zeros(tuple(meta.shape), dtype=meta.dtype, device=meta.device)
