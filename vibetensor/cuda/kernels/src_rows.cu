@@ -1,0 +1,235 @@
+// Row-wise fused kernels: one block per row, float32 accumulation.
+// layer_norm fwd/bwd, rms_norm fwd/bwd, softmax (optionally scaled + causal) fwd/bwd,
+// cross-entropy fwd/bwd with ignore_index and label smoothing.
+#include <cuda_fp16.h>
+
+template <typename T> __device__ __forceinline__ float ld(const T* p, long long i) { return (float)p[i]; }
+template <> __device__ __forceinline__ float ld<__half>(const __half* p, long long i) { return __half2float(p[i]); }
+template <typename T> __device__ __forceinline__ void st(T* p, long long i, float v) { p[i] = (T)v; }
+template <> __device__ __forceinline__ void st<__half>(__half* p, long long i, float v) { p[i] = __float2half(v); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
+  return v;
+}
+// Block-wide reductions (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+  __shared__ float sh[32];
+  __shared__ float res;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    float x = (lane < (blockDim.x >> 5)) ? sh[lane] : 0.f;
+    x = warp_sum(x);
+    if (lane == 0) res = x;
+  }
+  __syncthreads();
+  return res;
+}
+__device__ float block_max(float v) {
+  __shared__ float sh[32];
+  __shared__ float res;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    float x = (lane < (blockDim.x >> 5)) ? sh[lane] : -INFINITY;
+    x = warp_max(x);
+    if (lane == 0) res = x;
+  }
+  __syncthreads();
+  return res;
+}
+
+// ---------------------------------------------------------------- layer norm
+template <typename T>
+__global__ void ln_fwd(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
+                       long long N, float eps) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * N;
+  T* yr = y + r * N;
+  float s = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) s += ld(xr, i);
+  float mu = block_sum(s) / (float)N;
+  float q = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) { float d = ld(xr, i) - mu; q += d * d; }
+  float rs = rsqrtf(block_sum(q) / (float)N + eps);
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) {
+    float v = (ld(xr, i) - mu) * rs;
+    if (w) v = v * w[i];
+    if (b) v = v + b[i];
+    st(yr, i, v);
+  }
+  if (threadIdx.x == 0) { mean[r] = mu; rstd[r] = rs; }
+}
+
+// dx = rstd * (dy*w - mean(dy*w) - xhat * mean(dy*w*xhat))
+template <typename T>
+__global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, const float* mean, const float* rstd,
+                          T* dx, long long N) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
+  float mu = mean[r], rs = rstd[r];
+  float a = 0.f, c = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) {
+    float g = ld(dyr, i) * (w ? w[i] : 1.f);
+    float xh = (ld(xr, i) - mu) * rs;
+    a += g; c += g * xh;
+  }
+  a = block_sum(a) / (float)N;
+  c = block_sum(c) / (float)N;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) {
+    float g = ld(dyr, i) * (w ? w[i] : 1.f);
+    float xh = (ld(xr, i) - mu) * rs;
+    st(dxr, i, rs * (g - a - xh * c));
+  }
+}
+
+// Column partial sums for dweight/dbias: partial[g, c] over rows r = g, g+G, ...
+template <typename T>
+__global__ void ln_bwd_dwb(const T* dy, const T* x, const float* mean, const float* rstd,
+                           float* pw, float* pb, long long M, long long N) {
+  long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  int g = blockIdx.y, G = gridDim.y;
+  if (c >= N) return;
+  float sw = 0.f, sb = 0.f;
+  for (long long r = g; r < M; r += G) {
+    float d = ld(dy, r * N + c);
+    sb += d;
+    if (mean) sw += d * (ld(x, r * N + c) - mean[r]) * rstd[r];
+    else sw += d * ld(x, r * N + c) * rstd[r];  // rms norm: xhat = x * rstd
+  }
+  pw[(long long)g * N + c] = sw;
+  if (pb) pb[(long long)g * N + c] = sb;
+}
+
+// ---------------------------------------------------------------- rms norm
+template <typename T>
+__global__ void rms_fwd(const T* x, const float* w, T* y, float* rstd, long long N, float eps) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * N; T* yr = y + r * N;
+  float q = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) { float v = ld(xr, i); q += v * v; }
+  float rs = rsqrtf(block_sum(q) / (float)N + eps);
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) {
+    float v = ld(xr, i) * rs;
+    st(yr, i, w ? v * w[i] : v);
+  }
+  if (threadIdx.x == 0) rstd[r] = rs;
+}
+
+// dx = rstd * (g - xhat * mean(g * xhat)), g = dy * w
+template <typename T>
+__global__ void rms_bwd_dx(const T* dy, const T* x, const float* w, const float* rstd, T* dx, long long N) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
+  float rs = rstd[r], c = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x)
+    c += ld(dyr, i) * (w ? w[i] : 1.f) * ld(xr, i) * rs;
+  c = block_sum(c) / (float)N;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) {
+    float g = ld(dyr, i) * (w ? w[i] : 1.f);
+    st(dxr, i, rs * (g - ld(xr, i) * rs * c));
+  }
+}
+
+// ---------------------------------------------------------------- softmax (+ scale, causal)
+// Row r of a [rows, N] matrix; with causal, row r is query (r % T) of a T x N block: keys > query masked.
+template <typename T>
+__global__ void softmax_fwd(const T* x, T* y, long long N, float scale, int causal, long long T_q, long long offs) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * N; T* yr = y + r * N;
+  long long lim = causal ? ((r % T_q) + offs + 1) : N;
+  if (lim > N) lim = N;
+  float m = -INFINITY;
+  for (long long i = threadIdx.x; i < lim; i += blockDim.x) m = fmaxf(m, ld(xr, i) * scale);
+  m = block_max(m);
+  float s = 0.f;
+  for (long long i = threadIdx.x; i < lim; i += blockDim.x) s += __expf(ld(xr, i) * scale - m);
+  float inv = 1.f / block_sum(s);
+  for (long long i = threadIdx.x; i < N; i += blockDim.x)
+    st(yr, i, i < lim ? __expf(ld(xr, i) * scale - m) * inv : 0.f);
+}
+
+// dx = scale * y * (dy - sum(dy * y))
+template <typename T>
+__global__ void softmax_bwd(const T* y, const T* dy, T* dx, long long N, float scale) {
+  long long r = blockIdx.x;
+  const T* yr = y + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
+  float s = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) s += ld(yr, i) * ld(dyr, i);
+  s = block_sum(s);
+  for (long long i = threadIdx.x; i < N; i += blockDim.x)
+    st(dxr, i, scale * ld(yr, i) * (ld(dyr, i) - s));
+}
+
+// ---------------------------------------------------------------- cross entropy
+// loss[r] = (1-eps)(lse - x_t) + eps (lse - mean(x)); 0 where target == ignore; lse saved.
+template <typename T>
+__global__ void xent_fwd(const T* x, const long long* tgt, float* loss, float* lse, long long C,
+                         long long ignore, float smooth) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * C;
+  long long t = tgt[r];
+  float m = -INFINITY;
+  for (long long i = threadIdx.x; i < C; i += blockDim.x) m = fmaxf(m, ld(xr, i));
+  m = block_max(m);
+  float s = 0.f, sx = 0.f;
+  for (long long i = threadIdx.x; i < C; i += blockDim.x) { float v = ld(xr, i); s += __expf(v - m); sx += v; }
+  s = block_sum(s);
+  sx = block_sum(sx);
+  if (threadIdx.x == 0) {
+    float l = m + logf(s);
+    lse[r] = l;
+    if (t == ignore || t < 0 || t >= C) loss[r] = 0.f;
+    else loss[r] = (1.f - smooth) * (l - ld(xr, t)) + smooth * (l - sx / (float)C);
+  }
+}
+
+// dx = g[r] * (softmax - (1-eps) onehot - eps/C); rows with the ignore target get 0.
+template <typename T>
+__global__ void xent_bwd(const T* x, const long long* tgt, const float* lse, const float* g, T* dx,
+                         long long C, long long ignore, float smooth, int g_scalar) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * C; T* dxr = dx + r * C;
+  long long t = tgt[r];
+  float gr = g_scalar ? g[0] : g[r];
+  bool skip = (t == ignore);
+  float l = lse[r];
+  for (long long i = threadIdx.x; i < C; i += blockDim.x) {
+    float v = skip ? 0.f : gr * (__expf(ld(xr, i) - l) - (i == t ? 1.f - smooth : 0.f) - smooth / (float)C);
+    st(dxr, i, v);
+  }
+}
+
+// ---------------------------------------------------------------- AdamW over many tensors
+// Block b updates chunk (b_off[b] .. +chunk) of tensor b_tid[b]; pointer tables hold float32 buffers.
+extern "C" __global__ void adamw_multi(const unsigned long long* P, const unsigned long long* G,
+                                       const unsigned long long* M, const unsigned long long* V,
+                                       const long long* sizes, const int* b_tid, const long long* b_off,
+                                       long long chunk, float lr, float b1, float b2, float eps, float wd,
+                                       float bc1, float bc2) {
+  int tid = b_tid[blockIdx.x];
+  long long start = b_off[blockIdx.x];
+  long long n = sizes[tid];
+  long long end = start + chunk < n ? start + chunk : n;
+  float* p = (float*)P[tid]; const float* g = (const float*)G[tid];
+  float* m = (float*)M[tid]; float* v = (float*)V[tid];
+  for (long long i = start + threadIdx.x; i < end; i += blockDim.x) {
+    float gi = g[i];
+    float mi = b1 * m[i] + (1.f - b1) * gi;
+    float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+    m[i] = mi; v[i] = vi;
+    float pi = p[i] * (1.f - lr * wd);
+    p[i] = pi - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+  }
+}
