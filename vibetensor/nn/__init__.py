@@ -1,0 +1,16 @@
+"""vt.nn: Module, Parameter, layers, and the ``functional``, ``init`` and ``utils`` namespaces
+(PyTorch names and semantics)."""
+from .module import Module  # noqa: F401
+from .parameter import Parameter  # noqa: F401
+from .modules import *  # noqa: F401,F403
+from . import functional, init, utils  # noqa: F401,E402
+
+
+def __getattr__(name):
+    # nn.parallel (DistributedDataParallel) lives in its own package, loaded on first use
+    if name == "parallel":
+        import importlib
+        mod = importlib.import_module(".parallel", __name__)
+        globals()[name] = mod
+        return mod
+    raise AttributeError(f"module 'vibetensor.nn' has no attribute {name!r}")

@@ -1,0 +1,103 @@
+"""Adam and AdamW (PyTorch's single-tensor update rule, amsgrad and maximize included)."""
+from __future__ import annotations
+
+import math
+
+from ..core import dtype as _dt
+from ..core import factories as _f
+from ..core.grad_mode import enable_grad, no_grad
+from .optimizer import Optimizer
+
+
+def _scalar_dtype():
+    # PyTorch keeps `step` as a 0-d float tensor: float64 under a float64 default dtype, else float32
+    return _dt.float64 if _dt.get_default_dtype() is _dt.float64 else _dt.float32
+
+
+class Adam(Optimizer):
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=None):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if capturable or differentiable or fused:
+            raise NotImplementedError(f"{type(self).__name__}: capturable, differentiable and fused are not "
+                                      f"supported")
+        if decoupled_weight_decay is None:
+            decoupled_weight_decay = self._decoupled
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=False, differentiable=False, fused=None,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def _init_state(self, p, amsgrad):
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = _f.tensor(0.0, dtype=_scalar_dtype())
+            state["exp_avg"] = _f.zeros_like(p)
+            state["exp_avg_sq"] = _f.zeros_like(p)
+            if amsgrad:
+                state["max_exp_avg_sq"] = _f.zeros_like(p)
+        return state
+
+    @no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
+            amsgrad, maximize = group["amsgrad"], group["maximize"]
+            decoupled = group.get("decoupled_weight_decay", self._decoupled)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad if not maximize else -p.grad
+                state = self._init_state(p, amsgrad)
+                state["step"].add_(1)
+                step = state["step"].item()
+                if wd != 0:
+                    if decoupled:
+                        p.mul_(1 - lr * wd)
+                    else:
+                        grad = grad.add(p, alpha=wd)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).add_(grad * grad, alpha=1 - beta2)
+                bias_correction1 = 1 - beta1 ** step
+                bias_correction2 = 1 - beta2 ** step
+                step_size = lr / bias_correction1
+                bc2_sqrt = math.sqrt(bias_correction2)
+                if amsgrad:
+                    if "max_exp_avg_sq" not in state:
+                        state["max_exp_avg_sq"] = _f.zeros_like(p)
+                    mx = state["max_exp_avg_sq"]
+                    mx.copy_(mx.maximum(exp_avg_sq))
+                    denom = (mx.sqrt() / bc2_sqrt).add_(eps)
+                else:
+                    denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+                p.add_(exp_avg / denom, alpha=-step_size)
+        return loss
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``p *= 1 - lr * weight_decay`` before the Adam step)."""
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)

@@ -1,0 +1,267 @@
+"""vt.save / vt.load: checkpoints in the safetensors format, written atomically, never unpickled.
+
+A checkpoint is a (nested) dict/list/tuple of tensors, numbers, strings, bools and None -- a model's
+state_dict, an optimizer's, or ``{"model": ..., "optim": ..., "step": ...}``. Tensors are stored as
+safetensors tensors named by their dotted key path (``model.fc.weight``, ``optim.state.0.exp_avg``), so a
+flat state_dict file is a plain safetensors file any tool reads. Everything else (the nesting, dict key
+types, the numbers and strings, each tensor's device) is JSON in the header metadata under
+``vt_structure``. A plain safetensors file (e.g. from ``safetensors.torch.save_file``) loads as a flat
+dict of tensors.
+
+Writes go to a temporary file in the target's directory, are fsynced, then renamed over the target
+(``os.replace``), so a crash or error mid-write leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .core import backend as _be
+from .core import dtype as _dt
+from .core.device import Device, device as _as_device
+from .core.tensor import Tensor
+from .errors import CheckpointError
+
+_FORMAT_VERSION = "1"
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+_ST_DTYPES = {
+    "BOOL": _dt.bool_, "U8": _dt.uint8, "I8": _dt.int8, "I16": _dt.int16, "I32": _dt.int32, "I64": _dt.int64,
+    "F16": _dt.float16, "BF16": _dt.bfloat16, "F32": _dt.float32, "F64": _dt.float64,
+}
+
+
+# ------------------------------------------------------------------------------------------------ encode
+class _Encoder:
+    def __init__(self):
+        self.arrays: dict = {}   # safetensors name -> contiguous little-endian numpy array
+        self._used: set = set()
+
+    def _name(self, path):
+        base = ".".join(str(p) for p in path) or "tensor"
+        name, n = base, 1
+        while name in self._used:  # {"a.b": x, "a": {"b": y}} would collide
+            name = f"{base}#{n}"
+            n += 1
+        self._used.add(name)
+        return name
+
+    def encode(self, obj, path):
+        if isinstance(obj, Tensor):
+            return self._tensor(obj, path)
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if isinstance(obj, (int, float)):
+            return obj
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            from .core.factories import tensor
+            return self._tensor(tensor(obj), path)
+        if isinstance(obj, dict):
+            items = []
+            for k, v in obj.items():
+                if not (k is None or isinstance(k, (str, int, float, bool))):
+                    raise TypeError(f"vt.save: dict keys must be str, int, float, bool or None; got a "
+                                    f"{type(k).__name__} key at '{_fmt(path)}'")
+                items.append([k, self.encode(v, path + [k])])
+            return {"__dict__": items}
+        if isinstance(obj, tuple):
+            return {"__tuple__": [self.encode(v, path + [i]) for i, v in enumerate(obj)]}
+        if isinstance(obj, list):
+            return [self.encode(v, path + [i]) for i, v in enumerate(obj)]
+        if isinstance(obj, _dt.dtype):
+            return {"__dtype__": obj.name}
+        if isinstance(obj, Device):
+            return {"__device__": str(obj)}
+        raise TypeError(f"vt.save: cannot store a {type(obj).__name__} at '{_fmt(path)}'; checkpoints hold "
+                        f"tensors, numbers, strings, bools, None, dtypes, devices and dicts/lists/tuples of them "
+                        f"(objects are never pickled)")
+
+    def _tensor(self, t, path):
+        if t._is_sharded:
+            t = t.full_tensor()
+        arr = np.ascontiguousarray(_be.to_numpy(t._data))
+        if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
+            arr = arr.byteswap().view(arr.dtype.newbyteorder("<"))
+        name = self._name(path)
+        self.arrays[name] = arr
+        return {"__tensor__": name, "device": str(t.device)}
+
+
+def _fmt(path):
+    return ".".join(str(p) for p in path) or "<root>"
+
+
+def _serialize(obj) -> bytes:
+    import safetensors
+    enc = _Encoder()
+    structure = enc.encode(obj, [])
+    specs = {name: safetensors.TensorSpec(dtype=a.dtype.name, shape=list(a.shape), data_ptr=a.ctypes.data,
+                                          data_len=a.nbytes)
+             for name, a in enc.arrays.items()}
+    meta = {"format": "vt", "vt_format": _FORMAT_VERSION, "vt_structure": json.dumps(structure)}
+    blob = safetensors.serialize(specs, metadata=meta)
+    del enc  # the arrays had to stay alive until serialize returned
+    return blob
+
+
+def _atomic_write(path, blob: bytes):
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save(obj, f) -> None:
+    """Write ``obj`` (nested dicts/lists/tuples of tensors, numbers, strings) to ``f`` (a path, written
+    atomically, or a binary file object) in the safetensors format."""
+    blob = _serialize(obj)
+    if hasattr(f, "write"):
+        f.write(blob)
+        return
+    _atomic_write(f, blob)
+
+
+# ------------------------------------------------------------------------------------------------ decode
+def _read_header(data: bytes, where: str) -> dict:
+    if len(data) < 8:
+        raise CheckpointError(f"{where}: truncated checkpoint: {len(data)} bytes, shorter than the 8-byte "
+                              f"safetensors header length")
+    if data[:4] == b"PK\x03\x04" or data[:2] == b"\x80\x02":
+        raise CheckpointError(f"{where}: this is a pickle/zip checkpoint (torch.save), not safetensors; "
+                              f"vibetensor never unpickles -- convert it with safetensors.torch.save_file")
+    n = int.from_bytes(data[:8], "little")
+    if n > _MAX_HEADER:
+        raise CheckpointError(f"{where}: corrupt checkpoint: header length {n} is implausible (not a safetensors "
+                              f"file?)")
+    if 8 + n > len(data):
+        raise CheckpointError(f"{where}: truncated checkpoint: the header needs {n} bytes but the file holds "
+                              f"only {len(data) - 8} after the length field")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{where}: corrupt checkpoint: the safetensors header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{where}: corrupt checkpoint: the header is a JSON {type(header).__name__}, "
+                              f"expected an object")
+    return header
+
+
+def _map_device(saved: str, map_location):
+    if map_location is None:
+        return _as_device(saved)
+    if callable(map_location) and not isinstance(map_location, (str, Device)):
+        return map_location
+    if isinstance(map_location, dict):
+        return _as_device(map_location.get(saved, saved))
+    return _as_device(map_location)
+
+
+def _place(t, saved_dev: str, map_location, name, where):
+    if callable(map_location) and not isinstance(map_location, (str, Device, dict)):
+        out = map_location(t, saved_dev)
+        return t if out is None else out
+    dev = _map_device(saved_dev, map_location)
+    if dev == t.device:
+        return t
+    try:
+        return t.to(dev)
+    except Exception as e:
+        raise RuntimeError(f"vt.load({where}): tensor '{name}' was saved on {saved_dev} and cannot be restored to "
+                      f"{dev}: {e}; pass map_location='cpu' (or another device) to load it elsewhere") from None
+
+
+def load(f, map_location=None, *, weights_only=None, mmap=None):
+    """Read a checkpoint written by ``vt.save`` (or any safetensors file) from a path or binary file object.
+
+    ``map_location``: None (each tensor goes back to the device it was saved from; plain safetensors files
+    load on CPU), a device (``"cpu"``, ``"cuda:0"``), a dict remapping saved device names, or a callable
+    ``fn(tensor, saved_device) -> tensor``. ``weights_only``/``mmap`` are accepted for torch.load
+    compatibility; loading never executes code either way. Corrupt or truncated files raise CheckpointError.
+    """
+    import safetensors
+    from .core.factories import from_numpy
+    if hasattr(f, "read"):
+        where = getattr(f, "name", "<file object>")
+        data = f.read()
+    else:
+        where = os.fspath(f)
+        with open(where, "rb") as fh:
+            data = fh.read()
+    header = _read_header(data, where)
+    try:
+        entries = safetensors.deserialize(data)
+    except Exception as e:  # SafetensorError: bad offsets, sizes, dtypes, overlapping or truncated data
+        raise CheckpointError(f"{where}: corrupt or truncated safetensors checkpoint: {e}") from None
+    tensors = {}
+    for name, info in entries:
+        dt = _ST_DTYPES.get(info["dtype"])
+        if dt is None:
+            raise CheckpointError(f"{where}: tensor '{name}' has dtype {info['dtype']}, which vibetensor does not "
+                                  f"support (supported: {', '.join(_ST_DTYPES)})")
+        arr = np.frombuffer(info["data"], dtype=dt.np).reshape(info["shape"])
+        tensors[name] = from_numpy(arr)
+    meta = header.get("__metadata__") or {}
+    if "vt_structure" not in meta:
+        plain_dev = "cpu"
+        return {name: _place(t, plain_dev, map_location, name, where) for name, t in tensors.items()}
+    try:
+        structure = json.loads(meta["vt_structure"])
+    except ValueError as e:
+        raise CheckpointError(f"{where}: corrupt checkpoint: the vt_structure metadata is not valid JSON ({e})") \
+            from None
+    return _decode(structure, tensors, map_location, where)
+
+
+def _decode(node, tensors, map_location, where):
+    if isinstance(node, list):
+        return [_decode(v, tensors, map_location, where) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "__tensor__" in node:
+        name = node["__tensor__"]
+        if name not in tensors:
+            raise CheckpointError(f"{where}: corrupt checkpoint: the structure refers to tensor '{name}', which the "
+                                  f"file does not contain")
+        return _place(tensors[name], node.get("device", "cpu"), map_location, name, where)
+    if "__dict__" in node:
+        try:
+            return {(tuple(k) if isinstance(k, list) else k): _decode(v, tensors, map_location, where)
+                    for k, v in node["__dict__"]}
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{where}: corrupt checkpoint: a dict entry in vt_structure is not a "
+                                  f"[key, value] pair") from None
+    if "__tuple__" in node:
+        return tuple(_decode(v, tensors, map_location, where) for v in node["__tuple__"])
+    if "__dtype__" in node:
+        return _dt.as_dtype(node["__dtype__"])
+    if "__device__" in node:
+        return _as_device(node["__device__"])
+    raise CheckpointError(f"{where}: corrupt checkpoint: unknown node {sorted(node)} in vt_structure")
