@@ -276,6 +276,9 @@ def run_backend(op, args, kwargs, tensors=None):
             out = kernel(*arrs, **kwargs)
     else:
         out = kernel(*arrs, **kwargs)
+    if cast is not None and cast._cat == 2 and getattr(out, "dtype", cast.np) != cast.np \
+            and getattr(out.dtype, "kind", "") in "fV":
+        out = out.astype(cast.np)  # numpy lifts e.g. bfloat16 + 0.5 to float32; PyTorch keeps bfloat16
     return _wrap_out(op, out, dev, tensors)
 
 
