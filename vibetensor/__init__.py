@@ -58,3 +58,4 @@ def __getattr__(name):
     if op is not None:
         return op
     raise AttributeError(f"module 'vibetensor' has no attribute {name!r}")
+from .rank_env import maybe_install_import_hooks as _vt_rank_hooks; _vt_rank_hooks()  # noqa: E402  (mpiexec without vt-launch: failure hooks, torchrun vars)
