@@ -24,5 +24,6 @@ def apply():
     from ..core import backend as _be
     if not _be.cuda_available():
         return
-    from cupy._core import _routines_linalg as rl  # CuPy's documented compute-type switch
-    rl.set_compute_type(rl.COMPUTE_TYPE_TF32 if matmul._allow_tf32 else rl.COMPUTE_TYPE_DEFAULT)
+    import numpy as np
+    from cupy._core import _routines_linalg as rl  # CuPy's per-dtype cuBLAS compute-type switch
+    rl.set_compute_type(np.dtype(np.float32), rl.COMPUTE_TYPE_TF32 if matmul._allow_tf32 else rl.COMPUTE_TYPE_DEFAULT)
