@@ -1,25 +1,51 @@
-"""Stats counters beside the event ring: named integer counters, per-key breakdowns.
+"""Stats counters beside the event ring: named integer counters (dotted names group them).
 
-Counters are per-thread-safe without a global lock on the hot path: ``collections.Counter``
-updates of one key are atomic enough under the GIL for monotonic statistics.
+No lock on the hot path and no lost updates: ``d[k] = d.get(k, 0) + n`` is a read-modify-write
+that two threads could interleave, so every thread adds into its own dict (registered once, under
+a lock, on the thread's first add) and ``stats()`` sums the per-thread dicts.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
 
-_counters: dict = defaultdict(int)
+_local = threading.local()
+_tables: list[dict] = []            # one dict per thread that ever added; dead threads' counts stay
+_register_lock = threading.Lock()   # taken once per thread, and by readers
+
+
+def _table() -> dict:
+    d: dict = {}
+    with _register_lock:
+        _tables.append(d)
+    _local.d = d
+    return d
 
 
 def counter_add(name: str, n: int = 1) -> None:
     """Add ``n`` to counter ``name`` (dotted names group: ``fabric.fallback.no_rule``)."""
-    _counters[name] += n
+    try:
+        d = _local.d
+    except AttributeError:
+        d = _table()
+    d[name] = d.get(name, 0) + n
 
 
 def stats(prefix: str = "") -> dict:
-    """A copy of the counters whose names start with ``prefix``."""
-    return {k: v for k, v in list(_counters.items()) if k.startswith(prefix)}
+    """The counters whose names start with ``prefix`` (summed over threads), sorted by name."""
+    with _register_lock:
+        tables = list(_tables)
+    out: dict = {}
+    for d in tables:
+        for k, v in d.copy().items():  # dict.copy is one C call: consistent under the GIL
+            if k.startswith(prefix):
+                out[k] = out.get(k, 0) + v
+    return dict(sorted(out.items()))
 
 
 def reset_stats(prefix: str = "") -> None:
-    for k in [k for k in list(_counters) if k.startswith(prefix)]:
-        del _counters[k]
+    """Drop the counters whose names start with ``prefix`` (all of them by default)."""
+    with _register_lock:
+        tables = list(_tables)
+    for d in tables:
+        for k in [k for k in d.copy() if k.startswith(prefix)]:
+            d.pop(k, None)
