@@ -10,6 +10,8 @@ import threading
 from .mpi import split_tag
 
 _FILE_RE = re.compile(r"^rank(\d+)\.(out|err)$")
+_HYDRA_BANNER = re.compile(r"^(=+|=   .*|YOUR APPLICATION TERMINATED WITH THE EXIT STRING.*|This typically refers to a "
+                           r"problem with your application\.|Please see the FAQ page for debugging suggestions|)$")
 
 
 class Emitter:
@@ -27,7 +29,8 @@ class Emitter:
         with self._lock:
             if rank is None:
                 self.untagged.append(text)
-                stream.write(text + "\n")
+                if not _HYDRA_BANNER.match(text):  # vt-launch prints its own summary of the failure
+                    stream.write(text + "\n")
             else:
                 stream.write((f"[rank {rank}] " if self.prefix else "") + text + "\n")
                 if self.log_dir:

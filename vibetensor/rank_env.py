@@ -152,8 +152,9 @@ def resolve(require_mpi: bool = False, environ=None) -> RankInfo:
                 missing = lrv if local is None else lwv
                 raise RankEnvError(
                     f"{launcher} names rank {rank} of {world} but not the local rank/size ({missing} is unset), "
-                    f"and mpi4py is not available to find it; set {missing}, or start the job with vt-launch "
-                    "(pip install 'vibetensor[mpi]'). The local rank is never guessed from the global rank.")
+                    f"and MPI's shared-memory split is not available ({launcher} is not an MPI launcher and mpi4py "
+                    f"is not imported); set {missing}, or start the job with vt-launch. The local rank is never "
+                    "guessed from the global rank.")
             mlocal, mlworld = _mpi_local(MPI)
             if local is None:
                 local, src["local_rank"] = mlocal, "mpi4py.Split_type(COMM_TYPE_SHARED)"

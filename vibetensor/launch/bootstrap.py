@@ -78,6 +78,15 @@ def describe(info: RankInfo, device: str | None) -> str:
     return "\n".join(lines)
 
 
+def _script_frames_only(exc: BaseException) -> BaseException:
+    """Drop the bootstrap's and runpy's frames from the traceback: the user's code comes first."""
+    tb = exc.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
+                              or "runpy" in tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return exc.with_traceback(tb) if tb is not None else exc
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     print_env = bool(argv) and argv[0] == "--print-env"
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         import runpy  # noqa: PLC0415
         runpy.run_path(script, run_name="__main__")
     except BaseException as e:  # noqa: BLE001 - every way out of the script goes through the protocol
-        failure.handle(info, e)  # returns only for SystemExit(0)/None
+        failure.handle(info, _script_frames_only(e))  # returns only for SystemExit(0)/None
     for s in (sys.stdout, sys.stderr):
         s.flush()
     protocol.write_exit_status(info.rank, 0)
