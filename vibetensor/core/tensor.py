@@ -495,6 +495,14 @@ for _n in _FORWARD:
     setattr(Tensor, _n, _make_forward(_n))
 
 
+def _where_method(self, condition, y):
+    """``x.where(cond, y)`` is ``where(cond, x, y)`` (the tensor is not the first op argument)."""
+    return V.where(condition, self, y)
+
+
+Tensor.where = _where_method
+
+
 # In-place variants: computed by the op, then written into this tensor's storage (see inplace.py).
 _INPLACE = """
 add sub mul div pow clamp clip masked_fill exp log sqrt neg abs sigmoid tanh relu fill zero copy
