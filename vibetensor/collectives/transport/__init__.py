@@ -1,0 +1,1 @@
+"""Transports behind one small interface (see base.Transport): mpi, local, nccl, ipc."""
