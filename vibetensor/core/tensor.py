@@ -480,6 +480,7 @@ softmax log_softmax
 transpose t flatten unflatten squeeze unsqueeze narrow split chunk unbind movedim swapaxes flip roll
 gather scatter scatter_add index_select masked_fill masked_select tril triu topk sort argsort diagonal
 index_add index_fill take nonzero unique
+swapdims moveaxis tensor_split index_put argwhere fliplr flipud
 """.split()
 
 
@@ -508,6 +509,7 @@ _INPLACE = """
 add sub mul div pow clamp clip masked_fill exp log sqrt neg abs sigmoid tanh relu fill zero copy
 floor ceil round trunc reciprocal scatter scatter_add index_add index_fill lerp addcmul addcdiv
 tril triu normal uniform exponential random bernoulli fmod remainder sign square addmm sin cos
+index_put
 """.split()
 
 
