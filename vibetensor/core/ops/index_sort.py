@@ -1,6 +1,8 @@
 """sort, argsort, topk, unique, nonzero, one_hot."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..dispatcher import defop
 from ._util import ValuesIndices, wrap_dim, xp_of
 from .shape_util import defop_sig, params
@@ -12,12 +14,14 @@ def _argsort(xp, a, d, descending):
 
     Descending keeps equal elements in their original order: a stable ascending sort of the reversed
     axis, read backwards, with indices mapped back (n - 1 - i)."""
-    if a.dtype.name == "bfloat16" and xp is not __import__("numpy"):
+    on_cpu = xp is np
+    if a.dtype.name == "bfloat16" and not on_cpu:
         a = a.astype("float32")
+    kw = {"kind": "stable"} if on_cpu else {}  # CuPy's argsort is always stable and takes no kind
     if not descending:
-        return xp.argsort(a, axis=d, kind="stable")
+        return xp.argsort(a, axis=d, **kw)
     n = a.shape[d]
-    r = xp.flip(xp.argsort(xp.flip(a, d), axis=d, kind="stable"), d)
+    r = xp.flip(xp.argsort(xp.flip(a, d), axis=d, **kw), d)
     return (n - 1) - r
 
 
