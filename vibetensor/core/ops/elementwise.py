@@ -7,15 +7,16 @@ can be registered for any of them later. The rest of the elementwise set lives i
 """
 from __future__ import annotations
 
+from .. import dtype as _dt
 from ..dispatcher import defop
 from ._util import V, xp_of
-from .elementwise_util import bcast_error, binary_grads, check_int_zero_div, f32, int_kind, zeros_for
+from .elementwise_util import (bcast_error, binary_grads, check_int_zero_div, f32, int_kind, is_bool, no_bools,
+                              zeros_for)
 from ...errors import DTypeError
 
 
-def _is_bool(x):
-    dt = getattr(x, "dtype", None)
-    return isinstance(x, bool) if dt is None else dt.kind == "b"
+def _is_bool_tensor(x):
+    return getattr(x, "_dtype", None) is _dt.bool_
 
 
 @defop("add", promote="default")
@@ -33,11 +34,17 @@ def _(ctx, g):
     return binary_grads(ctx, lambda: g, lambda: g if alpha == 1 else g * alpha)
 
 
-@defop("sub", promote="default")
+@defop("sub", composite=True)
 def sub(a, b, *, alpha=1):
-    if _is_bool(a) and _is_bool(b):  # (a bool tensor promoted by a scalar arrives here as an integer)
-        raise DTypeError("sub: subtraction (the `-` operator) with bool tensors is not supported; use "
+    """``a - alpha * b``; bool tensors are refused (as PyTorch) before promotion hides them."""
+    if _is_bool_tensor(a) or _is_bool_tensor(b) or isinstance(a, bool) or isinstance(b, bool):
+        raise DTypeError("sub: subtraction (the `-` operator) with a bool is not supported; use "
                          "logical_xor() or `^` for two masks, or logical_not() / `~` to invert one")
+    return V._sub(a, b, alpha=alpha)
+
+
+@defop("_sub", promote="default")
+def _sub(a, b, *, alpha=1):
     try:
         return a - b if alpha == 1 else a - alpha * b
     except ValueError:
@@ -45,7 +52,7 @@ def sub(a, b, *, alpha=1):
         raise
 
 
-@sub.def_backward
+@_sub.def_backward
 def _(ctx, g):
     alpha = ctx.kwargs.get("alpha", 1)
     return binary_grads(ctx, lambda: g, lambda: -g if alpha == 1 else g * (-alpha))
@@ -54,7 +61,7 @@ def _(ctx, g):
 @defop("mul", promote="default", save=(0, 1))
 def mul(a, b):
     try:
-        if _is_bool(a) and _is_bool(b):
+        if is_bool(a) and is_bool(b):
             return a & b  # numpy bool * bool already is logical and; & is the fast path
         return a * b
     except ValueError:
@@ -108,6 +115,7 @@ def _zero_grads(ctx, g):
 @defop("floor_divide", promote="default")
 @f32
 def floor_divide(a, b):
+    no_bools("floor_divide", a, b)
     check_int_zero_div("floor_divide", a, b)
     return xp_of(a if hasattr(a, "shape") else b).floor_divide(a, b)
 
@@ -115,6 +123,7 @@ def floor_divide(a, b):
 @defop("_div_trunc", promote="default")
 @f32
 def _div_trunc(a, b):
+    no_bools("div", a, b)
     xp = xp_of(a if hasattr(a, "shape") else b)
     if not (int_kind(a) and int_kind(b)):
         return xp.trunc(a / b)

@@ -6,7 +6,7 @@ import math
 
 from ..dispatcher import defop
 from ._util import V, xp_of
-from .elementwise_util import binary_grads, check_int_zero_div, f32, int_kind
+from .elementwise_util import binary_grads, check_int_zero_div, no_bools, f32, int_kind
 from ...errors import DTypeError
 
 
@@ -38,6 +38,10 @@ def _int_pow(xp, a, b):
 @defop("pow", promote="default", save=(0, 1), save_out=True)
 @f32
 def pow_(a, b):
+    if _t(a) and _t(b):
+        no_bools("pow", a, b)
+    elif isinstance(b, bool) and _t(a) and a.dtype.kind == "b":
+        return a | (not b)  # PyTorch: bool tensor ** bool scalar stays bool
     if int_kind(a) and int_kind(b):
         return _int_pow(_xp(a, b), a, b)
     return a ** b
@@ -54,8 +58,9 @@ def _(ctx, g):
         return V.where(b == 0, 0.0, g * b * V.pow(a, b - 1))
 
     def gb():
-        if _t(a):
-            return V.where((a == 0) & (b >= 0), 0.0, g * o * V.log(a))
+        if _t(a):  # d/db 0**b is 0 for b >= 0 (PyTorch); mask before the log so no inf * 0 happens
+            m = (a == 0) & (b >= 0)
+            return V.where(m, 0.0, g * o * V.log(V.where(m, 1.0, a)))
         if a == 0:
             return V.where(b >= 0, 0.0, g * o * -math.inf)
         return g * o * (math.log(a) if a > 0 else math.nan)
@@ -135,6 +140,7 @@ minimum.def_backward(lambda ctx, g: _minmax_grads(ctx, g, False))
 @defop("fmod", promote="default", save=(0, 1))
 @f32
 def fmod(a, b):
+    no_bools("fmod", a, b)
     check_int_zero_div("fmod", a, b)
     return _xp(a, b).fmod(a, b)
 
@@ -148,6 +154,7 @@ def _(ctx, g):
 @defop("remainder", promote="default", save=(0, 1))
 @f32
 def remainder(a, b):
+    no_bools("remainder", a, b)
     check_int_zero_div("remainder", a, b)
     return _xp(a, b).remainder(a, b)
 

@@ -234,6 +234,8 @@ def _rounding(name, fn):
     def kernel(a, *args, **kwargs):
         _no_bool(name, a)
         if a.dtype.kind in "iu":
+            if kwargs.get("decimals", args[0] if args else 0):
+                raise DTypeError(f"{name}: decimals= needs a floating-point tensor, got {a.dtype}")
             return a.copy()  # integers are already whole
         return fn(a, *args, **kwargs)
     kernel.__name__ = name

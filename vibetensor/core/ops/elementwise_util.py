@@ -105,3 +105,14 @@ def zeros_for(meta):
     """A zero gradient for an input (Tensor or TensorMeta)."""
     from ..factories import zeros
     return zeros(tuple(meta.shape), dtype=meta.dtype, device=meta.device)
+
+
+def no_bools(name, a, b):
+    """Raise for an arithmetic op that PyTorch does not define on bool (both operands bool)."""
+    if is_bool(a) and is_bool(b):
+        raise DTypeError(f"{name}: not supported for bool tensors; convert them with .int() or .float() first")
+
+
+def is_bool(x):
+    dt = getattr(x, "dtype", None)
+    return isinstance(x, bool) if dt is None else dt.kind == "b"
