@@ -260,6 +260,7 @@ class _CosineWithWarmup:
         if step < self.num_warmup_steps:
             return float(step) / float(max(1, self.num_warmup_steps))
         progress = float(step - self.num_warmup_steps) / float(max(1, self.num_training_steps - self.num_warmup_steps))
+        progress = min(progress, 1.0)  # past num_training_steps the lr stays at its floor
         cosine = max(0.0, 0.5 * (1.0 + math.cos(math.pi * self.num_cycles * 2.0 * progress)))
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
 
@@ -267,7 +268,8 @@ class _CosineWithWarmup:
 def get_cosine_schedule_with_warmup(optimizer, num_warmup_steps, num_training_steps, num_cycles=0.5,
                                     min_lr_ratio=0.0, last_epoch=-1):
     """LambdaLR: lr rises linearly from 0 over ``num_warmup_steps``, then follows a cosine (``num_cycles``
-    half-waves, 0.5 = down once) to ``min_lr_ratio * lr`` at ``num_training_steps``."""
+    half-waves, 0.5 = down once) to ``min_lr_ratio * lr`` at ``num_training_steps``, and stays there (unlike
+    Hugging Face's, which climbs back up past ``num_training_steps``)."""
     if num_warmup_steps < 0 or num_training_steps < num_warmup_steps:
         raise ValueError(f"get_cosine_schedule_with_warmup: need 0 <= num_warmup_steps <= num_training_steps, "
                          f"got {num_warmup_steps} and {num_training_steps}")

@@ -1,0 +1,182 @@
+"""SGD / Adam / AdamW against torch.optim over several steps (float64), plus state dicts and resume."""
+import numpy as np
+import pytest
+import torch
+
+import vibetensor as vt
+from vibetensor import nn
+
+SHAPES = [(4, 3), (3,), (2, 2, 2)]
+
+
+def make_params(seed=0):
+    r = np.random.RandomState(seed)
+    arrs = [r.randn(*s) for s in SHAPES]
+    vps = [nn.Parameter(vt.tensor(a)) for a in arrs]
+    tps = [torch.nn.Parameter(torch.tensor(a)) for a in arrs]
+    return vps, tps
+
+
+def groups(ps, split):
+    if not split:
+        return ps
+    return [{"params": ps[:1]}, {"params": ps[1:], "lr": 0.05}]
+
+
+def run_steps(vopt, topt, vps, tps, steps, seed=1):
+    r = np.random.RandomState(seed)
+    for _ in range(steps):
+        for vp, tp in zip(vps, tps):
+            g = r.randn(*tp.shape)
+            vp.grad = vt.tensor(g)
+            tp.grad = torch.tensor(g)
+        vopt.step()
+        topt.step()
+    for vp, tp in zip(vps, tps):
+        np.testing.assert_allclose(vp.detach().numpy(), tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+CASES = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
+    ("SGD", {"lr": 0.1, "momentum": 0.8, "nesterov": True, "weight_decay": 0.05}),
+    ("SGD", {"lr": 0.1, "momentum": 0.5, "maximize": True}),
+    ("Adam", {"lr": 0.01}),
+    ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
+    ("Adam", {"lr": 0.01, "amsgrad": True, "maximize": True}),
+    ("AdamW", {"lr": 0.01}),
+    ("AdamW", {"lr": 0.02, "weight_decay": 0.1, "amsgrad": True}),
+]
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("name,kw", CASES)
+def test_matches_torch(name, kw, split):
+    vps, tps = make_params()
+    vopt = getattr(vt.optim, name)(groups(vps, split), **kw)
+    topt = getattr(torch.optim, name)(groups(tps, split), **kw)
+    run_steps(vopt, topt, vps, tps, 6)
+
+
+def test_state_dict_format_matches_torch():
+    vps, tps = make_params()
+    vopt, topt = vt.optim.AdamW(groups(vps, True), lr=0.01, amsgrad=True), \
+        torch.optim.AdamW(groups(tps, True), lr=0.01, amsgrad=True)
+    run_steps(vopt, topt, vps, tps, 2)
+    vsd, tsd = vopt.state_dict(), topt.state_dict()
+    assert sorted(vsd) == ["param_groups", "state"]
+    assert list(vsd["state"]) == list(tsd["state"]) == [0, 1, 2]
+    assert list(vsd["state"][0]) == list(tsd["state"][0])  # step, exp_avg, exp_avg_sq, max_exp_avg_sq
+    assert vsd["state"][0]["step"].item() == 2.0
+    for vg, tg in zip(vsd["param_groups"], tsd["param_groups"]):
+        assert vg["params"] == tg["params"]
+        for k in ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"):
+            assert vg[k] == tg[k], k
+    sgd = vt.optim.SGD(vps, lr=0.1, momentum=0.9)
+    tsgd = torch.optim.SGD(tps, lr=0.1, momentum=0.9)
+    run_steps(sgd, tsgd, vps, tps, 1)
+    assert set(sgd.state_dict()["param_groups"][0]) == set(tsgd.state_dict()["param_groups"][0])
+    assert list(sgd.state_dict()["state"][0]) == ["momentum_buffer"]
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", {"lr": 0.1, "momentum": 0.9}), ("AdamW", {"lr": 0.01, "amsgrad": True})])
+def test_resume_through_save_load(tmp_path, name, kw):
+    """3 steps, checkpoint with vt.save, fresh optimizer loads it, 3 more steps == 6 uninterrupted torch steps."""
+    vps, tps = make_params()
+    vopt = getattr(vt.optim, name)(vps, **kw)
+    topt = getattr(torch.optim, name)(tps, **kw)
+    run_steps(vopt, topt, vps, tps, 3, seed=1)
+    vt.save({"optim": vopt.state_dict(), "params": [p.detach() for p in vps]}, tmp_path / "ck.safetensors")
+    ck = vt.load(tmp_path / "ck.safetensors")
+    vps2 = [nn.Parameter(t) for t in ck["params"]]
+    vopt2 = getattr(vt.optim, name)(vps2, **kw)
+    vopt2.load_state_dict(ck["optim"])
+    run_steps(vopt2, topt, vps2, tps, 3, seed=2)
+
+
+def test_load_torch_optimizer_state():
+    """A torch optimizer's state_dict (tensors converted) resumes in vt and tracks torch exactly."""
+    vps, tps = make_params()
+    topt = torch.optim.Adam(tps, lr=0.01)
+    vopt = vt.optim.Adam(vps, lr=0.01)
+    run_steps(vopt, topt, vps, tps, 2)
+
+    def conv(x):
+        if isinstance(x, torch.Tensor):
+            return vt.tensor(x.numpy())
+        if isinstance(x, dict):
+            return {k: conv(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        return x
+    vopt3 = vt.optim.Adam(vps, lr=0.5)
+    vopt3.load_state_dict(conv(topt.state_dict()))
+    assert vopt3.param_groups[0]["lr"] == 0.01 and vopt3.param_groups[0]["params"][0] is vps[0]
+    run_steps(vopt3, topt, vps, tps, 2, seed=3)
+
+
+def test_load_state_dict_casts_to_param_dtype_and_validates():
+    p = nn.Parameter(vt.zeros(3, dtype=vt.float32))
+    opt = vt.optim.Adam([p])
+    sd = {"state": {0: {"step": vt.tensor(4.0), "exp_avg": vt.ones(3, dtype=vt.float64),
+                        "exp_avg_sq": vt.ones(3, dtype=vt.float64)}},
+          "param_groups": [dict(opt.state_dict()["param_groups"][0])]}
+    opt.load_state_dict(sd)
+    assert opt.state[p]["exp_avg"].dtype == vt.float32 and opt.state[p]["step"].item() == 4.0
+    bad = {"state": {}, "param_groups": [{**sd["param_groups"][0], "params": [0, 1]}]}
+    with pytest.raises(ValueError, match="holds 2 parameters"):
+        opt.load_state_dict(bad)
+
+
+def test_param_groups_zero_grad_and_errors():
+    a, b = nn.Parameter(vt.ones(2)), nn.Parameter(vt.ones(3))
+    opt = vt.optim.SGD([a], lr=0.1)
+    opt.add_param_group({"params": b, "lr": 0.01, "momentum": 0.9})
+    assert opt.param_groups[1]["lr"] == 0.01 and opt.param_groups[1]["dampening"] == 0
+    a.grad, b.grad = vt.ones(2), vt.ones(3)
+    opt.step()
+    np.testing.assert_allclose(a.detach().numpy(), 0.9)
+    np.testing.assert_allclose(b.detach().numpy(), 0.99)
+    opt.zero_grad(set_to_none=False)
+    assert a.grad.tolist() == [0.0, 0.0]
+    opt.zero_grad()
+    assert a.grad is None
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.add_param_group({"params": [a]})
+    with pytest.raises(ValueError, match="empty parameter list"):
+        vt.optim.Adam([])
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        vt.optim.SGD([a], lr=-1)
+    with pytest.raises(ValueError, match="Nesterov"):
+        vt.optim.SGD([a], lr=0.1, nesterov=True)
+    with pytest.raises(TypeError, match="iterable"):
+        vt.optim.SGD(a, lr=0.1)
+    nl = a * 2
+    with pytest.raises(ValueError, match="non-leaf"):
+        vt.optim.SGD([nl], lr=0.1)
+
+
+def test_closure_and_named_params():
+    m = nn.Linear(2, 1)
+    opt = vt.optim.SGD(m.named_parameters(), lr=0.1)
+    assert opt.param_groups[0]["param_names"] == ["weight", "bias"]
+    x = vt.randn(4, 2)
+
+    def closure():
+        opt.zero_grad()
+        loss = (m(x) ** 2).mean()
+        loss.backward()
+        return loss
+    l0 = opt.step(closure).item()
+    l1 = opt.step(closure).item()
+    assert l1 < l0
+
+
+def test_float32_params_step():
+    p = nn.Parameter(vt.ones(4))
+    opt = vt.optim.AdamW([p], lr=0.1)
+    p.grad = vt.ones(4)
+    opt.step()
+    assert p.dtype == vt.float32 and opt.state[p]["exp_avg"].dtype == vt.float32
+    np.testing.assert_allclose(p.detach().numpy(), (1 - 0.1 * 0.01) - 0.1 * (1 / (1 + 1e-8)), rtol=1e-6)
