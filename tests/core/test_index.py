@@ -542,3 +542,63 @@ def test_cuda_index_with_cpu_index_tensor_and_accumulating_dtypes():
         z = vt.zeros(4, dtype=dt, device="cuda").index_add(0, vt.tensor([0, 0, 3], device="cuda"),
                                                            vt.ones(3, dtype=dt, device="cuda"))
         np.testing.assert_array_equal(z.cpu().numpy().astype(np.float64), [2, 0, 0, 1])
+
+
+def test_tensor_arguments_by_keyword(device):
+    a = R(3, 4)
+    x = vt.tensor(a, dtype=vt.float64, device=device, requires_grad=True)
+    i = vt.tensor([[0, 2, 1, 1]], device=device)
+    m = vt.tensor(a > 0, device=device)
+    out = (vt.gather(x, dim=0, index=i).sum() + x.index_select(dim=1, index=vt.tensor([1], device=device)).sum()
+           + x.masked_fill(mask=m, value=0.0).sum() + vt.scatter_add(x, 0, index=i, src=x[:1] * 2).sum())
+    out.backward()
+    g = np.zeros((3, 4))
+    np.add.at(g, (i.cpu().numpy(), np.arange(4)[None]), 1.0)
+    g[:, 1] += 1
+    g += np.where(a > 0, 0.0, 1.0)
+    g += 1.0
+    g[0] += 2.0
+    assert_close(x.grad, g)
+
+
+@pytest.mark.parametrize("dt", [vt.float16, vt.bfloat16, vt.float32], ids=lambda d: d.name)
+def test_low_precision_grads(dt, device):
+    _skip_cuda_bf16(device, dt)
+    a = R(4, 5)
+    x = vt.tensor(a, dtype=dt, device=device, requires_grad=True)
+    idx = vt.tensor([3, 3, 0], device=device)
+    (x[idx, 1:].sum() + x.gather(1, vt.tensor([[0, 0]] * 4, device=device)).sum()
+     + x.index_select(0, idx).sum() + x.sort(1).values[:, :2].sum()).backward()
+    assert x.grad.dtype is dt
+    g = np.zeros((4, 5))
+    np.add.at(g, ([3, 3, 0], slice(1, None)), 1.0)
+    g[:, 0] += 2
+    np.add.at(g, [3, 3, 0], 1.0)
+    a16 = x.detach().to(vt.float64).cpu().numpy()
+    order = np.argsort(a16, 1, kind="stable")[:, :2]
+    np.put_along_axis(g, order, np.take_along_axis(g, order, 1) + 1, 1)
+    assert_close(x.grad, g, dtype=dt)
+
+
+def test_index_ops_on_empty(device):
+    x = vt.randn(3, 0, device=device, requires_grad=True)
+    e = vt.zeros(3, 0, dtype=vt.int64, device=device)
+    parts = [x.gather(1, e), x.index_select(1, vt.zeros(0, dtype=vt.int64, device=device)),
+             x.masked_select(vt.zeros(3, 0, dtype=vt.bool, device=device)), x.sort(1).values, x.topk(0, 1).values,
+             x.take(vt.zeros(0, dtype=vt.int64, device=device)), x.scatter(1, e, 1.0), x.flip(1)]
+    sum(p.sum() for p in parts).backward()
+    assert tuple(x.grad.shape) == (3, 0)
+    y = vt.randn(4, device=device)
+    assert tuple(y.masked_select(y > 100).shape) == (0,)
+    assert tuple(vt.unique(vt.zeros(0, device=device)).shape) == (0,)
+    assert tuple(vt.zeros(2, 0, device=device).sort(0).indices.shape) == (2, 0)
+
+
+def test_index_put_list_value_and_inplace(device):
+    x = vt.zeros(2, 3, device=device)
+    y = vt.index_put(x, (1,), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(y.cpu().numpy(), [[0, 0, 0], [1, 2, 3]])
+    x.index_put_((vt.tensor([0, 0], device=device), vt.tensor([2, 2], device=device)), vt.tensor(1.0, device=device),
+                 accumulate=True)
+    np.testing.assert_array_equal(x.cpu().numpy(), [[0, 0, 2], [0, 0, 0]])
+    assert x._version == 1

@@ -221,6 +221,9 @@ def index_put(a, index, value, accumulate=False):
         index = (index,)
     idx, _ = _normalize("index_put", a, index)
     T = _tensor_cls()
+    if isinstance(value, (list, tuple)) or hasattr(value, "__array__") and not isinstance(value, T):
+        from ..factories import tensor
+        value = tensor(value, dtype=a.dtype, device=a.device)
     if isinstance(value, T) and value.device != a.device:
         if value.ndim == 0:
             value = value.item()
