@@ -95,6 +95,10 @@ def test_view_of_noncontiguous_raises_with_hint(device):
         x.view(12)
     with pytest.raises(vt.ShapeError, match="invalid for input of size 12"):
         x.reshape(5, -1)
+    with pytest.raises(vt.ShapeError, match="only one dimension can be -1"):
+        x.reshape(-1, -1)
+    with pytest.raises(vt.ShapeError, match="non-negative"):
+        x.contiguous().view(-2, -6)
 
 
 def test_reshape_copy_has_own_version_counter(device):

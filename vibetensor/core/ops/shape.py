@@ -9,6 +9,8 @@ from ...errors import ShapeError
 
 def _infer_shape(opname, shape, numel):
     shape = list(shape)
+    if any(s < -1 for s in shape):
+        raise ShapeError(f"{opname}: invalid shape {tuple(shape)}: sizes must be non-negative (or -1 to infer one)")
     neg = [i for i, s in enumerate(shape) if s == -1]
     if len(neg) > 1:
         raise ShapeError(f"{opname}: only one dimension can be -1, got shape {tuple(shape)}")
