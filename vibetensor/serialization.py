@@ -83,7 +83,9 @@ class _Encoder:
     def _tensor(self, t, path):
         if t._is_sharded:
             t = t.full_tensor()
-        arr = np.ascontiguousarray(_be.to_numpy(t._data))
+        arr = _be.to_numpy(t._data)
+        if not arr.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into 1-d)
+            arr = arr.copy(order="C")
         if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
             arr = arr.byteswap().view(arr.dtype.newbyteorder("<"))
         name = self._name(path)
@@ -252,12 +254,16 @@ def _decode(node, tensors, map_location, where):
                                   f"file does not contain")
         return _place(tensors[name], node.get("device", "cpu"), map_location, name, where)
     if "__dict__" in node:
-        try:
-            return {(tuple(k) if isinstance(k, list) else k): _decode(v, tensors, map_location, where)
-                    for k, v in node["__dict__"]}
-        except (TypeError, ValueError):
+        items = node["__dict__"]
+        if not isinstance(items, list) or not all(isinstance(kv, list) and len(kv) == 2 for kv in items):
             raise CheckpointError(f"{where}: corrupt checkpoint: a dict entry in vt_structure is not a "
-                                  f"[key, value] pair") from None
+                                  f"[key, value] pair")
+        out = {}
+        for k, v in items:
+            if isinstance(k, (list, dict)):
+                raise CheckpointError(f"{where}: corrupt checkpoint: unhashable dict key {k!r} in vt_structure")
+            out[k] = _decode(v, tensors, map_location, where)
+        return out
     if "__tuple__" in node:
         return tuple(_decode(v, tensors, map_location, where) for v in node["__tuple__"])
     if "__dtype__" in node:
