@@ -265,3 +265,27 @@ print("DEV", os.environ["LOCAL_RANK"], cp.cuda.runtime.getDevice(), os.environ.g
     assert p.returncode == 0, p.stderr
     lines = [ln.split("DEV ", 1)[1].split() for ln in p.stdout.splitlines() if "DEV " in ln]
     assert lines and all(lr == dev and vd == f"cuda:{lr}" for lr, dev, vd in lines)
+
+
+def test_os_exit_is_not_mistaken_for_a_signal(tmp_path):
+    s = _script(tmp_path, "fast.py", """
+import os, time
+if os.environ["RANK"] == "0":
+    os._exit(0)          # a deliberate fast exit while rank 1 still works: not a failure
+time.sleep(1.5)
+print("rank 1 done")
+""")
+    p, _ = _launch(tmp_path, "-n", "2", s)
+    assert p.returncode == 0, p.stderr
+    assert "[rank 1] rank 1 done" in p.stdout.splitlines()
+    s = _script(tmp_path, "fast5.py", "import os, time\nif os.environ['RANK'] == '1':\n    os._exit(5)\ntime.sleep(60)\n")
+    p, dt = _launch(tmp_path, "-n", "2", s)
+    assert p.returncode == 5 and dt < 10 and "rank 1 failed first: exited with code 5" in p.stderr
+
+
+def test_auto_nproc_and_module_entry_point(tmp_path):
+    # `python -m vibetensor.launch` is vt-launch; -n auto on a CPU-only run is one rank
+    p = subprocess.run([sys.executable, "-m", "vibetensor.launch", "-n", "auto", "--device", "cpu", "--print-env"],
+                       cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=40)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("rank=0 local_rank=0 world_size=1 local_world_size=1 launcher=vt-launch")

@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vt-launch bootstrap: {e}", file=sys.stderr)
         return 2
     protocol.write_pid(info.rank)
+    protocol.report_os_exit(info.rank)
     if protocol.redirect_output(info.rank):
         for s in (sys.stdout, sys.stderr):
             s.reconfigure(line_buffering=True)

@@ -46,15 +46,20 @@ def _write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+_owner_pid: int | None = None   # the rank process itself (forked children must not report for it)
+
+
 def write_pid(rank: int) -> None:
+    global _owner_pid
     d = run_dir()
     if d:
+        _owner_pid = os.getpid()
         _write(os.path.join(d, f"rank{rank}.pid"), str(os.getpid()))
 
 
 def write_exit_status(rank: int, code: int) -> None:
     d = run_dir()
-    if d:
+    if d and os.getpid() == _owner_pid:
         try:
             _write(os.path.join(d, f"rank{rank}.exit"), str(code))
         except OSError:
@@ -77,3 +82,18 @@ def redirect_output(rank: int) -> bool:
         os.dup2(f, fd)
         os.close(f)
     return True
+
+
+def report_os_exit(rank: int) -> None:
+    """Make ``os._exit(code)`` in the rank record its status first: the launcher must not mistake a
+    deliberate fast exit for a rank killed by a signal."""
+    real = os._exit
+    if getattr(real, "_vt_reports", False):
+        return
+
+    def _exit(code):
+        write_exit_status(rank, code)
+        real(code)
+
+    _exit._vt_reports = True
+    os._exit = _exit
