@@ -94,7 +94,7 @@ _FIELD_SET = frozenset(_FIELD_NAMES)
 # Fields record() sets itself; a caller passing one of these names gets it under ``extra``.
 _RESERVED = frozenset({"seq", "kind", "ts_ns", "ts_wall_ns", "name", "pid", "tid", "rank", "stack"})
 _STACK_LIMIT = 32
-_OBSERVE_DIR = os.path.dirname(os.path.abspath(__file__))
+_OBSERVE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _jsonable(v):
@@ -203,7 +203,7 @@ def _capture_stack():
         f = sys._getframe(2)
     except ValueError:  # called from the outermost frame
         f = None
-    while f is not None and os.path.dirname(f.f_code.co_filename) == _OBSERVE_DIR:
+    while f is not None and f.f_code.co_filename.startswith(_OBSERVE_DIR):
         f = f.f_back
     out = []
     while f is not None and len(out) < _STACK_LIMIT:
