@@ -602,3 +602,21 @@ def test_index_put_list_value_and_inplace(device):
                  accumulate=True)
     np.testing.assert_array_equal(x.cpu().numpy(), [[0, 0, 2], [0, 0, 0]])
     assert x._version == 1
+
+
+def test_index_devices(monkeypatch):
+    from vibetensor import _env
+    monkeypatch.setenv("VT_CPU_DEVICES", "2")
+    _env.reload()
+    try:
+        x = vt.arange(5, device="cpu:0")
+        i = vt.tensor([4, 0], device="cpu:1")
+        got = x[i]                       # index tensors follow the data (as a CPU index does for CUDA data)
+        assert got.device == x.device and got.tolist() == [4, 0]
+        with pytest.raises(vt.DeviceMismatchError, match="cpu:0, cpu:1"):
+            x.gather(0, i)
+        with pytest.raises(vt.DeviceMismatchError, match="move it"):
+            vt.index_put(x, (0,), vt.tensor([1, 2], device="cpu:1")[:1].reshape(1))
+    finally:
+        monkeypatch.delenv("VT_CPU_DEVICES")
+        _env.reload()

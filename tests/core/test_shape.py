@@ -329,3 +329,20 @@ def test_diagonal_is_writable_view():
     d = x.diagonal(1)
     d.fill_(5.0)
     np.testing.assert_array_equal(x.numpy(), np.eye(3, 4, 1) * 5)
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    from vibetensor import _env
+    monkeypatch.setenv("VT_CPU_DEVICES", "2")
+    _env.reload()
+    yield
+    monkeypatch.delenv("VT_CPU_DEVICES")
+    _env.reload()
+
+
+def test_list_ops_refuse_mixed_devices(two_cpus):
+    a, b = vt.zeros(2, device="cpu:0"), vt.zeros(2, device="cpu:1")
+    for call in (lambda: vt.cat([a, b]), lambda: vt.stack([a, b])):
+        with pytest.raises(vt.DeviceMismatchError, match="cpu:0, cpu:1"):
+            call()
