@@ -224,7 +224,7 @@ def sign(a):
     xp = _x(a)
     out = xp.sign(a)
     if a.dtype.kind in "fV":
-        out = xp.where(out != out, 0, out).astype(a.dtype, copy=False)  # sign(nan) is 0 in PyTorch
+        out = xp.where(xp.isnan(out), 0, out).astype(a.dtype, copy=False)  # sign(nan) is 0 in PyTorch
     return out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..dispatcher import defop
 from ._util import V, xp_of
 from .elementwise_util import is_half
-from .reduce_util import F32, acc_dtype, arg, axes, count, expand_back, require_float
+from .reduce_util import F32, acc_dtype, arg, axes, count, expand_back, reduced_shape, require_float
 
 
 def _grad_like(g, meta):
@@ -42,8 +42,9 @@ def mean(a, dim=None, keepdim=False, *, dtype=None):
         require_float("mean", a, " or pass dtype=vt.float32")
     ax = axes("mean", dim, a.ndim)
     acc, out = acc_dtype(a, dtype)
-    with np.errstate(all="ignore"):  # the mean of nothing is nan, silently (PyTorch)
-        r = xp_of(a).mean(a, axis=ax, keepdims=keepdim, dtype=acc)
+    if a.size == 0:  # the mean of nothing is nan, silently (PyTorch)
+        return xp_of(a).full(reduced_shape(a.shape, ax, keepdim), np.nan, dtype=out)
+    r = xp_of(a).mean(a, axis=ax, keepdims=keepdim, dtype=acc)
     return r if r.dtype == out else r.astype(out)
 
 
@@ -223,9 +224,7 @@ def logsumexp(a, dim=None, keepdim=False):
     xp = xp_of(a)
     x = a.astype(F32) if is_half(a.dtype) else a
     if x.size == 0:
-        shape = tuple(1 if (ax is None or i in ax) else s for i, s in enumerate(x.shape)) if keepdim else \
-            tuple(s for i, s in enumerate(x.shape) if not (ax is None or i in ax))
-        return xp.full(shape, -np.inf, dtype=a.dtype)
+        return xp.full(reduced_shape(x.shape, ax, keepdim), -np.inf, dtype=a.dtype)
     with np.errstate(all="ignore"):
         m = xp.max(x, axis=ax, keepdims=True)
         m = xp.where(xp.isinf(m), 0, m)  # all -inf (or +inf) groups: no shift

@@ -10,6 +10,7 @@ import numpy as np
 from ..dispatcher import defop
 from ._util import V, ValuesIndices, xp_of
 from .reduce_util import arg, axes, expand_back, nonempty, one_axis
+from ...errors import DTypeError
 
 
 def _is_tensor(x):
@@ -45,6 +46,8 @@ amin = _extreme("amin", "min")
 def _arg(name, fn):
     def kernel(a, dim=None, keepdim=False):
         xp = xp_of(a)
+        if a.dtype.kind == "b":
+            raise DTypeError(f"{name}: bool tensors are not supported (as PyTorch); convert with .int() first")
         if dim is None:
             nonempty(name, a, None)
             r = getattr(xp, fn)(a.reshape(-1)).astype(np.int64)

@@ -57,6 +57,12 @@ def kept_shape(shape, ax):
     return tuple(1 if ax is None or i in ax else s for i, s in enumerate(shape))
 
 
+def reduced_shape(shape, ax, keepdim):
+    if keepdim:
+        return kept_shape(shape, ax)
+    return tuple(s for i, s in enumerate(shape) if not (ax is None or i in ax))
+
+
 def expand_back(g, shape, ax, keepdim):
     """Broadcast a reduced gradient back to the input's shape."""
     shape = tuple(shape)
