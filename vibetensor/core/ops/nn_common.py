@@ -147,3 +147,13 @@ def dim_arg(opname, dim, ndim):
     if not -n <= dim < n:
         raise IndexError(f"{opname}: dimension {dim} out of range for a {ndim}-d tensor (expected {-n}..{n - 1})")
     return dim % n
+
+
+def scatter_add_rows(out, idx, vals):
+    """``out[idx[i]] += vals[i]`` with repeated indices accumulating (numpy / CuPy)."""
+    xp = xp_of(out)
+    if hasattr(xp.add, "at"):
+        xp.add.at(out, idx, vals)
+    else:  # older CuPy: ufunc.at is missing, cupyx has the same scatter
+        import importlib
+        importlib.import_module("cupyx").scatter_add(out, idx, vals)

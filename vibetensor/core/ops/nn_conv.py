@@ -13,7 +13,7 @@ import numpy as np
 from ..dispatcher import defop
 from ...errors import ShapeError
 from ._util import V, xp_of
-from .nn_common import needs, pack, positional, require_float, same_dtype, up_cpu
+from .nn_common import is_low, needs, pack, positional, require_float, same_dtype, up_cpu
 
 
 def _pair(opname, v, name):
@@ -121,7 +121,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 @conv2d.def_backward
 def _(ctx, g):
     a = ctx.args
-    x, w, b = a[0], a[1], a[2]
+    x, w = a[0], a[1]
     nx, nw, nb = needs(ctx, 0, 1, 2)
     gx = V.conv2d_backward_input(g, w, tuple(x.shape), a[3], a[4], a[5], a[6]) if nx else None
     gw = V.conv2d_backward_weight(g, x, tuple(w.shape), a[3], a[4], a[5], a[6]) if nw else None
@@ -154,7 +154,7 @@ def conv2d_backward_input(g, weight, input_shape, stride=1, padding=0, dilation=
     gcols = xp.matmul(xp.swapaxes(wm, 1, 2), _g_mat(gf, groups))  # (G, Cg*kh*kw, N*Ho*Wo)
     gcols = gcols.reshape(groups, Cg, kh, kw, N, Ho, Wo)
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
-    dx = xp.zeros((N, groups, Cg, Hp, Wp), dtype=gcols.dtype)
+    dx = xp.zeros((N, groups, Cg, Hp, Wp), dtype=np.float32 if is_low(gcols) else gcols.dtype)  # f32 accumulate
     for i in range(kh):
         for j in range(kw):
             h0, w0 = i * dil[0], j * dil[1]
@@ -231,8 +231,9 @@ def _lowest(dtype):
     return -np.inf if dtype.kind in "fV" else np.iinfo(dtype).min
 
 
-def _max_taps(x4, k, st, pads, dil, Ho, Wo):
-    """(max values, index of the winning tap); first maximum wins, nan propagates (as PyTorch)."""
+def _max_taps(x4, k, st, pads, dil, Ho, Wo, want_index=True):
+    """(max values, index of the winning tap or None); nan propagates into the values (as PyTorch),
+    and the first maximum of a window wins its gradient."""
     xp = xp_of(x4)
     xpad = _pad(xp, x4, pads, _lowest(x4.dtype))
     best = idx = None
@@ -240,13 +241,12 @@ def _max_taps(x4, k, st, pads, dil, Ho, Wo):
         cand = xpad[sl]
         if best is None:
             best = cand.copy()
-            idx = xp.zeros(cand.shape, dtype=np.int64)
+            if want_index:
+                idx = xp.zeros(cand.shape, dtype=np.int64)
             continue
-        upd = cand > best
-        if cand.dtype.kind in "fV":
-            upd |= xp.isnan(cand) & ~xp.isnan(best)
-        best = xp.where(upd, cand, best)
-        idx = xp.where(upd, t, idx)
+        if want_index:
+            xp.copyto(idx, t, where=cand > best)
+        xp.maximum(best, cand, out=best)
     return best, idx
 
 
@@ -260,7 +260,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         out = xp.zeros(x4.shape[:2] + (Ho, Wo), dtype=input.dtype)
         idx = xp.zeros(out.shape, dtype=np.int64)
     else:
-        out, tap = _max_taps(x4, k, st, pads, dil, Ho, Wo)
+        out, tap = _max_taps(x4, k, st, pads, dil, Ho, Wo, want_index=return_indices)
         if return_indices:  # flat h * W + w position in the unpadded input, as PyTorch
             ti, tj = tap // k[1], tap % k[1]
             h = xp.arange(Ho).reshape(-1, 1) * st[0] - pads[0] + ti * dil[0]
@@ -287,7 +287,7 @@ def max_pool2d_backward(g, input, kernel_size, stride=None, padding=0, dilation=
                                                      ceil_mode)
     g4 = g[None] if unb else g
     N, C, H, W = x4.shape
-    dx = xp.zeros((N, C, H + pads[0] + pads[1], W + pads[2] + pads[3]), dtype=up_cpu(g4).dtype)
+    dx = xp.zeros((N, C, H + pads[0] + pads[1], W + pads[2] + pads[3]), dtype=np.float32 if is_low(g4) else g4.dtype)
     if x4.size:
         _, tap = _max_taps(x4, k, st, pads, dil, Ho, Wo)
         for t, sl in _taps(k[0], k[1], st, dil, Ho, Wo):

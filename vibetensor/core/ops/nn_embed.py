@@ -6,7 +6,7 @@ import numpy as np
 from ..dispatcher import defop
 from ...errors import DTypeError, ShapeError
 from ._util import V, xp_of
-from .nn_common import positional, up
+from .nn_common import positional, scatter_add_rows, up
 
 
 def _check_ids(opname, ids, n):
@@ -14,7 +14,7 @@ def _check_ids(opname, ids, n):
         raise DTypeError(f"{opname}: indices must be an integer tensor (int64 or int32), got {ids.dtype}; "
                          f"convert them with .long()")
     if ids.size:
-        lo, hi = int(ids.min()), int(ids.max())
+        lo, hi = (int(v) for v in xp_of(ids).stack([ids.min(), ids.max()]).tolist())  # one device sync
         if lo < 0 or hi >= n:
             bad = lo if lo < 0 else hi
             raise IndexError(f"{opname}: index {bad} is out of range for a weight with {n} rows "
@@ -69,7 +69,7 @@ def embedding_backward(g, ids, num_weights, padding_idx=None):
     else:
         out = xp.zeros((num_weights, d), dtype=gf.dtype)
         if flat.size:
-            xp.add.at(out, flat, gf)
+            scatter_add_rows(out, flat, gf)
     if pad is not None:
         out[pad] = 0
     return out.astype(g.dtype, copy=False)

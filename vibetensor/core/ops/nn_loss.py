@@ -272,12 +272,10 @@ def _(ctx, g):
 
 @defop("mse_loss_backward")
 def mse_loss_backward(g, x, t, reduction="mean", need_input=True, need_target=True):
-    xp = xp_of(x)
     d = up(x) - up(t)
     gd = 2.0 * d * _scale_like(up(g), reduction, d.size)
     gx = sum_to_arr(gd, x.shape).astype(x.dtype, copy=False) if need_input else None
     gt = sum_to_arr(-gd, t.shape).astype(t.dtype, copy=False) if need_target else None
-    del xp
     return gx, gt
 
 
