@@ -101,3 +101,16 @@ def test_bad_dump_data_is_a_clear_error():
         analyze([{"events": []}])
     with pytest.raises(ValueError, match="two dumps for rank 0"):
         analyze([{"rank": 0, "events": []}, {"rank": 0, "events": []}])
+
+
+def test_rank_that_skipped_and_called_the_next_collective(tmp_path):
+    for r in range(3):
+        ops = [OK] * 2 + ([("all_reduce", "float32", 1024, "timeout")] if r != 1 else []) + \
+              [("barrier", None, 0, "timeout")]
+        run_rank(r, 3, [(n, d or "float32", c, s) for n, d, c, s in ops], tmp_path)
+    rep = analyze(str(tmp_path))
+    g = rep.group("world")
+    assert g.divergence == 2 and g.reached == (0, 2) and g.never_joined == (1,)
+    assert ("ranks 0,2 reached all_reduce #2 and timed out waiting in it; rank 1 never joined it (it issued "
+            "barrier as #2 instead, which timed out: a skipped or reordered collective; its last completed "
+            "collective was #1 all_reduce)") in rep.text()

@@ -28,6 +28,8 @@ _ROOTED = frozenset({"broadcast", "reduce", "scatter", "gather"})
 _UNEVEN = frozenset({"send", "recv", "isend", "irecv", "all_to_all", "all_to_all_single", "alltoall"})
 _FIELD_WORDS = {"name": "collective", "op": "reduce op", "dtype": "dtype",
                 "count": "element count (shape)", "peer": "root rank"}
+_STATE_WORDS = {"enqueued": "which was still queued", "started": "which was still in progress",
+                "completed": "which completed", "timeout": "which timed out", "error": "which failed"}
 _NOT_DONE_WORDS = {"enqueued": "it was still queued when dumped", "started": "still inside it when dumped",
                    "timeout": "timed out in it", "error": "failed in it with an error"}
 
@@ -260,28 +262,34 @@ def _analyze_group(g: str, per_rank, hints, dumps_by_rank, world: int | None) ->
                            no_dump=no_dump, unknown=tuple(sorted(blind - set(no_dump))), lines=tuple(lines))
 
     s, st, views = div
-    joined = [r for r in members if st[r] in _JOINED]
-    name = Counter(v.name for v in views.values() if v.name).most_common(1)
+    name = Counter(views[r].name for r in sorted(views) if views[r].name).most_common(1)
     name = name[0][0] if name else "collective"
-    never = [r for r in members if st[r] == "missing"]
+    # A rank that issued a different collective as #s skipped or reordered one: it never joined `name`.
+    other = {r: v for r, v in views.items() if v.name and v.name != name}
+    joined = [r for r in members if st[r] in _JOINED and r not in other]
+    never = [r for r in members if st[r] == "missing" or r in other]
     timed = [r for r in joined if st[r] == "timeout"]
     not_done = [(r, st[r]) for r in joined if st[r] != "completed"]
     unknown = [r for r in members if st[r] == "unknown"]
     head = f"group {g}: {_ranks_word(joined)} reached {name} #{s}"
-    if joined and len(not_done) == len(joined):
-        if len({x for _, x in not_done}) == 1:
-            head += {"timeout": " and timed out waiting in it", "error": " and failed in it",
-                     "started": " and were still inside it when dumped",
-                     "enqueued": " and still had it queued when dumped"}[st[joined[0]]]
+    if joined and len(not_done) == len(joined) and len({x for _, x in not_done}) == 1:
+        head += {"timeout": " and timed out waiting in it", "error": " and failed in it",
+                 "started": " and were still inside it when dumped",
+                 "enqueued": " and still had it queued when dumped"}[not_done[0][1]]
     parts = [head]
-    by_last: dict = {}
+    by_why: dict = {}
     for r in never:
         lc = last_by[r]
-        by_last.setdefault((lc.coll_seq, lc.name), []).append(r)
-    for (ls, ln), rs in sorted(by_last.items(), key=lambda kv: min(kv[1])):
-        their = "its" if len(rs) == 1 else "their"
+        instead = (other[r].name, st[r]) if r in other else None
+        by_why.setdefault((instead, lc.coll_seq, lc.name), []).append(r)
+    for (instead, ls, ln), rs in sorted(by_why.items(), key=lambda kv: min(kv[1])):
+        one = len(rs) == 1
+        their = "its" if one else "their"
         why = (f"{their} last completed collective was #{ls} {ln}" if ls is not None
-               else f"{'it' if len(rs) == 1 else 'they'} completed no collective of this group")
+               else f"{'it' if one else 'they'} completed no collective of this group")
+        if instead is not None:
+            why = (f"{'it' if one else 'they'} issued {instead[0]} as #{s} instead, {_STATE_WORDS[instead[1]]}: "
+                   f"a skipped or reordered collective; {why}")
         parts.append(f"{_ranks_word(rs)} never joined it ({why})")
     if len(not_done) < len(joined):
         by_state: dict = {}
