@@ -1,0 +1,254 @@
+"""Sharding rules for matmul/linear (data-, column- and row-parallel) and embedding."""
+from __future__ import annotations
+
+from ..core.tensor import Tensor, V
+from .handler import Decline, Plan, rule
+from .spec import Partial, ReduceOp, Replicate, Shard
+
+R = Replicate()
+PSUM = Partial("sum")
+
+
+def _pos(call, t):
+    for i, d in enumerate(call.dts):
+        if d is t:
+            return i
+    raise Decline("argument is not a DTensor")
+
+
+def _linear_partial(p):
+    return isinstance(p, Partial) and p.reduce_op in (ReduceOp.SUM, ReduceOp.AVG)
+
+
+def _drop_bias_off_root(partial_sum_axes, name="bias"):
+    """With a Partial(sum) output the bias must be added once: only on coordinate 0 of those axes."""
+    def local(k, coords, b):
+        if any(coords[m] != 0 for m in partial_sum_axes):
+            b.arguments[name] = None
+    return local
+
+
+@rule("linear")
+def linear(call):
+    x, w = call.arg("input"), call.arg("weight")
+    bias = call.arg("bias")
+    if w.ndim != 2 or x.ndim < 1:
+        raise Decline("1-d weight")
+    has_b = bias is not None
+    xi, wi = _pos(call, x), _pos(call, w)
+    ins = [[] for _ in call.dts]
+    outs, psum_axes = [], []
+    on = x.ndim  # output ndim
+    for m in range(call.mesh.ndim):
+        px, pw = x._placements[m], w._placements[m]
+        pb = bias._placements[m] if has_b else R
+        if isinstance(pw, Shard) and pw.dim == 0:                         # column-parallel
+            sel = (R, Shard(0), Shard(0), Shard(on - 1))
+        elif (isinstance(pw, Shard) and pw.dim == 1) or (isinstance(px, Shard) and px.dim == x.ndim - 1):
+            sel = (Shard(x.ndim - 1), Shard(1), R, PSUM)                   # row-parallel
+            psum_axes.append(m)
+        elif isinstance(px, Shard):                                        # data-parallel
+            sel = (px, R, R, Shard(px.dim))
+        elif _linear_partial(px) and not isinstance(pw, Partial):
+            sel = (px, R, R, px)
+            if px.reduce_op is ReduceOp.SUM:
+                psum_axes.append(m)
+        else:
+            sel = (R, R, R, R)
+        _ = pb
+        ins[xi].append(sel[0])
+        ins[wi].append(sel[1])
+        if has_b:
+            ins[_pos(call, bias)].append(sel[2])
+        outs.append(sel[3])
+    return Plan(ins, tuple(outs), local=_drop_bias_off_root(psum_axes) if has_b and psum_axes else None)
+
+
+@rule("linear_backward")
+def linear_backward(call):
+    g, x, w = call.arg("g"), call.arg("x"), call.arg("w")
+    if w.ndim != 2:
+        raise Decline("1-d weight")
+    gi, xi, wi = _pos(call, g), _pos(call, x), _pos(call, w)
+    ins = [[] for _ in call.dts]
+    ogx, ogw, ogb = [], [], []
+    for m in range(call.mesh.ndim):
+        pg, px, pw = g._placements[m], x._placements[m], w._placements[m]
+        if isinstance(pw, Shard) and pw.dim == 0:
+            sel = (Shard(g.ndim - 1), R, Shard(0), PSUM, Shard(0), Shard(0))
+        elif isinstance(pw, Shard) and pw.dim == 1:
+            sel = (R, Shard(x.ndim - 1), Shard(1), Shard(x.ndim - 1), Shard(1), R)
+        else:
+            bd = next((p.dim for p in (px, pg) if isinstance(p, Shard) and p.dim < x.ndim - 1), None)
+            if bd is not None:
+                sel = (Shard(bd), Shard(bd), R, Shard(bd), PSUM, PSUM)
+            elif isinstance(pg, Partial) and pg.reduce_op is ReduceOp.SUM:
+                sel = (pg, R, R, PSUM, PSUM, PSUM)
+            else:
+                sel = (R, R, R, R, R, R)
+        ins[gi].append(sel[0])
+        ins[xi].append(sel[1])
+        ins[wi].append(sel[2])
+        ogx.append(sel[3])
+        ogw.append(sel[4])
+        ogb.append(sel[5])
+    return Plan(ins, [tuple(ogx), tuple(ogw), tuple(ogb)])
+
+
+def _mm_dims(a, b):
+    if a.ndim < 2 or b.ndim < 2:
+        raise Decline("1-d matmul operands")
+    return max(a.ndim, b.ndim)
+
+
+@rule("matmul", "mm", "bmm")
+def matmul(call):
+    a, b = call.args[0], call.args[1]
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+        raise Decline("non-tensor operand")
+    on = _mm_dims(a, b)
+    ins_a, ins_b, outs = [], [], []
+    for m in range(call.mesh.ndim):
+        pa, pb = a._placements[m], b._placements[m]
+        sel = None
+        for t, p, other in ((a, pa, b), (b, pb, a)):
+            if isinstance(p, Shard) and p.dim < t.ndim - 2:
+                od = p.dim + on - t.ndim
+                if od - (on - other.ndim) >= 0 and other.shape[od - (on - other.ndim)] == t.shape[p.dim]:
+                    oth = Shard(od - (on - other.ndim))
+                elif od - (on - other.ndim) < 0 or other.shape[od - (on - other.ndim)] == 1:
+                    oth = R
+                else:
+                    continue
+                sel = (p, oth, Shard(od)) if t is a else (oth, p, Shard(od))
+                break
+        if sel is None:
+            if isinstance(pa, Shard) and pa.dim == a.ndim - 2:
+                sel = (pa, R, Shard(on - 2))
+            elif isinstance(pb, Shard) and pb.dim == b.ndim - 1:
+                sel = (R, pb, Shard(on - 1))
+            elif (isinstance(pa, Shard) and pa.dim == a.ndim - 1) or (isinstance(pb, Shard) and pb.dim == b.ndim - 2):
+                sel = (Shard(a.ndim - 1), Shard(b.ndim - 2), PSUM)
+            elif _linear_partial(pa) and not isinstance(pb, Partial):
+                sel = (pa, R, pa)
+            elif _linear_partial(pb) and not isinstance(pa, Partial):
+                sel = (R, pb, pb)
+            else:
+                sel = (R, R, R)
+        ins_a.append(sel[0])
+        ins_b.append(sel[1])
+        outs.append(sel[2])
+    ins = [ins_a, ins_b] if call.dts[0] is a else [ins_b, ins_a]
+    if a is b:
+        raise Decline("the same tensor on both sides")
+    return Plan(ins, tuple(outs))
+
+
+@rule("matmul_backward")
+def matmul_backward(call):
+    g, a, b = call.args[0], call.args[1], call.args[2]
+    on = _mm_dims(a, b)
+    if g.ndim != on or a is b:
+        raise Decline("unexpected shapes")
+    ig, ia, ib, oa, ob = [], [], [], [], []
+    for m in range(call.mesh.ndim):
+        pa, pb = a._placements[m], b._placements[m]
+        bd = next((p.dim + on - t.ndim for t, p in ((a, pa), (b, pb)) if isinstance(p, Shard) and p.dim < t.ndim - 2),
+                  None)
+        if bd is not None:
+            def at(t):
+                j = bd - (on - t.ndim)
+                return Shard(j) if j >= 0 and t.shape[j] == g.shape[bd] else None
+            sa, sb = at(a), at(b)
+            sel = (Shard(bd), sa or R, sb or R, sa or PSUM, sb or PSUM)
+        elif isinstance(pa, Shard) and pa.dim == a.ndim - 2:
+            sel = (Shard(on - 2), pa, R, pa, PSUM)
+        elif isinstance(pb, Shard) and pb.dim == b.ndim - 1:
+            sel = (Shard(on - 1), R, pb, PSUM, pb)
+        elif (isinstance(pa, Shard) and pa.dim == a.ndim - 1) or (isinstance(pb, Shard) and pb.dim == b.ndim - 2):
+            sel = (R, Shard(a.ndim - 1), Shard(b.ndim - 2), Shard(a.ndim - 1), Shard(b.ndim - 2))
+        else:
+            sel = (R, R, R, R, R)
+        ig.append(sel[0])
+        ia.append(sel[1])
+        ib.append(sel[2])
+        oa.append(sel[3])
+        ob.append(sel[4])
+    order = {id(g): ig, id(a): ia, id(b): ib}
+    return Plan([order[id(t)] for t in call.dts], [tuple(oa), tuple(ob)])
+
+
+@rule("embedding")
+def embedding(call):
+    ids, w = call.arg("input"), call.arg("weight")
+    if w.ndim != 2 or not isinstance(ids, Tensor):
+        raise Decline("unexpected arguments")
+    ii, wi = _pos(call, ids), _pos(call, w)
+    ins = [[] for _ in call.dts]
+    outs, row_axes = [], []
+    for m in range(call.mesh.ndim):
+        pi, pw = ids._placements[m], w._placements[m]
+        if isinstance(pw, Shard) and pw.dim == 1:
+            sel = (R, pw, Shard(ids.ndim))
+        elif isinstance(pw, Shard) and pw.dim == 0:
+            sel = (R, pw, PSUM)
+            row_axes.append(m)
+        elif isinstance(pi, Shard):
+            sel = (pi, R, Shard(pi.dim))
+        else:
+            sel = (R, R, R)
+        ins[ii].append(sel[0])
+        ins[wi].append(sel[1])
+        outs.append(sel[2])
+    if len(row_axes) > 1:
+        raise Decline("table rows sharded over several mesh axes")
+    run = _vocab_parallel(call, row_axes[0], w) if row_axes else None
+    return Plan(ins, tuple(outs), run=run)
+
+
+def _vocab_parallel(call, m, w):
+    """Row-sharded table: each shard looks up the ids it owns, zeros elsewhere (sum over shards = result)."""
+    from .spec import chunk_offsets, chunk_sizes
+    n = w.shape[0]
+    k = call.mesh.shape[m]
+    offs, sizes = chunk_offsets(n, k), chunk_sizes(n, k)
+
+    def run(kk, coords, b):
+        ids, wl = b.arguments["input"], b.arguments["weight"]
+        lo, size = offs[coords[m]], sizes[coords[m]]
+        from ..core import backend as _be
+        arr = ids._data
+        xp = _be.xp_of(arr)
+        own = (arr >= lo) & (arr < lo + size)
+        if size == 0:
+            with _be.device_guard(wl._device):
+                z = xp.zeros(tuple(arr.shape) + (wl.shape[1],), dtype=wl._data.dtype)
+            return Tensor._make(z, wl._device)
+        loc = Tensor._make(xp.where(own, arr - lo, 0), ids._device)
+        out = V.embedding(loc, wl)
+        mask = Tensor._make(own[..., None].astype(wl._data.dtype), ids._device)
+        return V.mul(out, mask)
+    return run
+
+
+@rule("embedding_backward")
+def embedding_backward(call):
+    g, ids = call.arg("g"), call.arg("ids")
+    gi, ii = _pos(call, g), _pos(call, ids)
+    ins = [[] for _ in call.dts]
+    outs = []
+    for m in range(call.mesh.ndim):
+        pg, pi = g._placements[m], ids._placements[m]
+        bd = next((p.dim for p in (pg, pi) if isinstance(p, Shard) and p.dim < ids.ndim), None)
+        if bd is not None:
+            sel = (Shard(bd), Shard(bd), PSUM)
+        elif isinstance(pg, Shard) and pg.dim == g.ndim - 1:
+            sel = (pg, R, Shard(1))
+        elif isinstance(pg, Partial) and pg.reduce_op is ReduceOp.SUM:
+            sel = (pg, R, PSUM)
+        else:
+            sel = (R, R, R)
+        ins[gi].append(sel[0])
+        ins[ii].append(sel[1])
+        outs.append(sel[2])
+    return Plan(ins, tuple(outs))
