@@ -194,7 +194,8 @@ class Attempt:
                                  f"{what} (pid {self.pids.get(r)})"))
         for r, (code, t) in self.nonzero.items():
             if not any(f.rank == r for f in found):
-                found.append(Failure(r, code, t, f"exited with code {code} without a traceback (os._exit, or no error file in {self.error_dir})"))
+                found.append(Failure(r, code, t, f"exited with code {code} without a traceback "
+                                                 f"(os._exit, or no error file in {self.error_dir})"))
         return min(found, key=lambda f: f.time) if found else None
 
     def _culprit_from_mpi_output(self) -> tuple[int | None, int | None]:

@@ -196,6 +196,12 @@ def test_print_env(tmp_path):
         assert f"[rank {r}] rank={r} local_rank={r} world_size=2 local_world_size=2 launcher=mpich" in p.stdout
         assert f"[rank {r}]   rank             <- PMI_RANK" in p.stdout
         assert f"[rank {r}]   exported: RANK={r} LOCAL_RANK={r} WORLD_SIZE=2" in p.stdout
+    # inside a rank of a plain mpiexec job: the bootstrap prints the same
+    p = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "launch.bootstrap", "--print-env"], cwd=tmp_path,
+                       env=_env(tmp_path), capture_output=True, text=True, timeout=40)
+    assert p.returncode == 0, p.stderr
+    for r in (0, 1):
+        assert f"rank={r} local_rank={r} world_size=2 local_world_size=2 launcher=mpich" in p.stdout
 
 
 def test_sigterm_stops_every_rank(tmp_path):
@@ -278,7 +284,8 @@ print("rank 1 done")
     p, _ = _launch(tmp_path, "-n", "2", s)
     assert p.returncode == 0, p.stderr
     assert "[rank 1] rank 1 done" in p.stdout.splitlines()
-    s = _script(tmp_path, "fast5.py", "import os, time\nif os.environ['RANK'] == '1':\n    os._exit(5)\ntime.sleep(60)\n")
+    s = _script(tmp_path, "fast5.py",
+                "import os, time\nif os.environ['RANK'] == '1':\n    os._exit(5)\ntime.sleep(60)\n")
     p, dt = _launch(tmp_path, "-n", "2", s)
     assert p.returncode == 5 and dt < 10 and "rank 1 failed first: exited with code 5" in p.stderr
 
