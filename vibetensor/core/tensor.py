@@ -473,7 +473,7 @@ add sub mul div true_divide floor_divide remainder pow neg abs exp exp2 expm1 lo
 sin cos tan asin acos atan atan2 sinh cosh tanh sigmoid relu gelu silu softplus sign floor ceil round trunc frac
 reciprocal square clamp clip where maximum minimum fmod lerp addcmul addcdiv hypot logaddexp
 eq ne lt le gt ge logical_and logical_or logical_xor logical_not isnan isinf isfinite isclose allclose equal
-bitwise_and bitwise_or bitwise_xor bitwise_not nan_to_num
+bitwise_and bitwise_or bitwise_xor bitwise_not nan_to_num erf divide isposinf isneginf
 sum mean prod max min amax amin argmax argmin var std norm logsumexp cumsum cumprod all any count_nonzero
 matmul mm bmm dot mv outer
 softmax log_softmax
