@@ -75,7 +75,7 @@ _ENV_SOURCES = (
 _MPI_LAUNCHERS = ("openmpi", "mpich", "slurm")
 
 # Variables whose presence means "started by an MPI / SLURM launcher" (import-time bootstrap trigger).
-LAUNCHER_MARKERS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")
+LAUNCHER_MARKERS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK")
 
 
 def _int_var(env, name: str) -> int | None:
