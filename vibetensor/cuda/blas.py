@@ -1,0 +1,176 @@
+"""Matrix products through our own cuBLAS handle (ctypes), so they can be captured in CUDA graphs.
+
+CuPy refuses cuBLAS calls while a stream is capturing (its setStream wrapper raises), which would
+rule out whole-step graph capture of anything with a matmul. We call ``cublasGemmStridedBatchedEx``
+directly on a per-device handle with a fixed workspace (as PyTorch does, so capture never allocates),
+on the current stream. Row-major operands map to column-major GEMM by computing C^T = B^T A^T;
+transposed views are passed as transposes (no copy); batch dims are flattened when their strides
+allow, else made contiguous.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+
+from ..core import backend as _be
+
+_R32F, _R64F, _R16F, _R16BF = 0, 1, 2, 14
+_C32F, _C32F_TF32, _C64F = 68, 77, 70
+_OP_N, _OP_T = 0, 1
+_ALGO_DEFAULT = -1
+_WORKSPACE = 32 << 20
+
+_lock = threading.Lock()
+_lib = None
+_handles: dict = {}
+_one32, _zero32 = ctypes.c_float(1.0), ctypes.c_float(0.0)
+_one64, _zero64 = ctypes.c_double(1.0), ctypes.c_double(0.0)
+
+
+def _load():
+    global _lib
+    if _lib is not None:
+        return _lib
+    import cupy_backends.cuda.libs.cublas  # noqa: F401  (makes the process load CuPy's libcublas)
+    path = None
+    with open("/proc/self/maps") as f:
+        for line in f:
+            p = line.split()[-1]
+            if "libcublas.so" in p and "Lt" not in p:
+                path = p
+                break
+    lib = ctypes.CDLL(path or "libcublas.so")
+    lib.cublasCreate_v2.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+    lib.cublasSetStream_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cublasSetWorkspace_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    lib.cublasGemmStridedBatchedEx.argtypes = [
+        ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+        ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_longlong,
+        ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p,
+        ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    _lib = lib
+    return lib
+
+
+def _handle(cp):
+    dev = cp.cuda.runtime.getDevice()
+    h = _handles.get(dev)
+    if h is None:
+        with _lock:
+            h = _handles.get(dev)
+            if h is None:
+                lib = _load()
+                hp = ctypes.c_void_p()
+                _check(lib.cublasCreate_v2(ctypes.byref(hp)), "cublasCreate")
+                ws = cp.cuda.memory.alloc(_WORKSPACE)  # outside any graph pool; lives with the handle
+                _check(lib.cublasSetWorkspace_v2(hp, ws.ptr, _WORKSPACE), "cublasSetWorkspace")
+                h = _handles[dev] = (hp, ws)
+    return h[0]
+
+
+def _check(status, what):
+    if status != 0:
+        raise RuntimeError(f"{what} failed with cuBLAS status {status}")
+
+
+_TYPES = {np.dtype(np.float32): _R32F, np.dtype(np.float64): _R64F, np.dtype(np.float16): _R16F}
+try:
+    import ml_dtypes
+    _TYPES[np.dtype(ml_dtypes.bfloat16)] = _R16BF
+except ImportError:  # pragma: no cover
+    pass
+
+
+def supported(a, b) -> bool:
+    return a.dtype == b.dtype and a.dtype in _TYPES and a.ndim >= 1 and b.ndim >= 1
+
+
+def _mat_layout(x):
+    """(op, ld) describing x's last two dims (r, c) to column-major GEMM, or None if unsupported."""
+    r, c = x.shape[-2], x.shape[-1]
+    isz = x.itemsize
+    s0, s1 = x.strides[-2] // isz, x.strides[-1] // isz
+    if c == 1:
+        s1 = 1
+    if r == 1:
+        s0 = max(c, 1) if s1 == 1 else s0
+    if s1 == 1 and s0 >= max(c, 1):
+        return _OP_N, s0
+    if s0 == 1 and s1 >= max(r, 1):
+        return _OP_T, s1
+    return None
+
+
+def _batch_stride(x, batch_shape):
+    """A single element stride over x's (broadcast) batch dims, or None."""
+    nb = len(batch_shape)
+    isz = x.itemsize
+    lead = x.ndim - 2
+    shape = [1] * (nb - lead) + list(x.shape[:-2])
+    strides = [0] * (nb - lead) + [s // isz for s in x.strides[:-2]]
+    dims = [(s if sh != 1 else 0, bs) for s, sh, bs in zip(strides, shape, batch_shape)]
+    dims = [(s, n) for s, n in dims if n != 1]
+    if not dims:
+        return 0
+    if all(s == 0 for s, _ in dims):
+        return 0
+    # collapse: stride[i] == stride[i+1] * n[i+1]
+    for i in range(len(dims) - 1):
+        if dims[i][0] != dims[i + 1][0] * dims[i + 1][1]:
+            return None
+    return dims[-1][0]
+
+
+def matmul(a, b, out_dtype=None):
+    """``a @ b`` for CuPy float arrays with NumPy/PyTorch matmul semantics (1-d and batch broadcast)."""
+    cp = _be.cupy_module()
+    sq_a = a.ndim == 1
+    sq_b = b.ndim == 1
+    if sq_a:
+        a = a[None, :]
+    if sq_b:
+        b = b[:, None]
+    m, k = a.shape[-2], a.shape[-1]
+    n = b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    nbatch = int(np.prod(batch)) if batch else 1
+    la, lb = _mat_layout(a), _mat_layout(b)
+    sa, sb = _batch_stride(a, batch), _batch_stride(b, batch)
+    if la is None or sa is None:
+        a = cp.ascontiguousarray(cp.broadcast_to(a, batch + (m, k)))
+        la, sa = (_OP_N, k), (m * k if nbatch > 1 else 0)
+    if lb is None or sb is None:
+        b = cp.ascontiguousarray(cp.broadcast_to(b, batch + (k, n)))
+        lb, sb = (_OP_N, n), (k * n if nbatch > 1 else 0)
+    c = cp.empty(batch + (m, n), dtype=a.dtype)
+    if c.size:
+        if k == 0:
+            c.fill(0)
+        else:
+            _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch)
+    if sq_a:
+        c = c[..., 0, :]
+    if sq_b:
+        c = c[..., 0]
+    return c
+
+
+def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
+    lib = _load()
+    h = _handle(cp)
+    lib.cublasSetStream_v2(h, cp.cuda.get_current_stream().ptr)
+    dt = _TYPES[a.dtype]
+    if dt == _R64F:
+        comp, one, zero = _C64F, _one64, _zero64
+    else:
+        from ..backends.cuda import matmul as _mm
+        comp = _C32F_TF32 if (dt == _R32F and _mm.allow_tf32) else _C32F
+        one, zero = _one32, _zero32
+    # column-major: C^T (n x m) = op(B^T) (n x k) @ op(A^T) (k x m)
+    st = lib.cublasGemmStridedBatchedEx(
+        h, lb[0], la[0], n, m, k, ctypes.byref(one),
+        b.data.ptr, dt, lb[1], sb, a.data.ptr, dt, la[1], sa, ctypes.byref(zero),
+        c.data.ptr, dt, n, m * n, nbatch, comp, _ALGO_DEFAULT)
+    _check(st, "cublasGemmStridedBatchedEx")
