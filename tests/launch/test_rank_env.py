@@ -132,3 +132,27 @@ def test_export_env_sets_torchrun_and_vt_names():
     export_env(resolve(environ=dict(OMPI)), env)
     assert env == {"RANK": "3", "VT_RANK": "3", "LOCAL_RANK": "1", "VT_LOCAL_RANK": "1", "WORLD_SIZE": "8",
                    "VT_WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "2", "VT_LOCAL_WORLD_SIZE": "2"}
+
+
+def _import_vt(env_extra):
+    import os
+    import subprocess
+    from pathlib import Path
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "OMPI_", "SLURM_", "MPI_LOCAL", "VT_", "RANK", "LOCAL_", "WORLD_"))}
+    env.update(env_extra, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    code = ("import sys, os, vibetensor; print(sorted(m for m in ('mpi4py', 'cupy') if m in sys.modules), "
+            "sys.excepthook is sys.__excepthook__, os.environ.get('RANK'), os.environ.get('VT_BOOTSTRAPPED'))")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_import_time_bootstrap_is_inert_without_a_launcher():
+    p = _import_vt({})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["[]", "True", "None", "None"]
+
+
+def test_import_time_bootstrap_under_mpi_vars():
+    p = _import_vt({"PMI_RANK": "1", "PMI_SIZE": "3", "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "1"})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["[]", "False", "1", "1"]
