@@ -33,11 +33,19 @@ def _write(t, res, name):
     if res._dtype is not t._dtype and _dt.promote_types(res._dtype, t._dtype) is not t._dtype:
         raise DTypeError(f"{name}_: result type {res._dtype.name} can't be cast to the tensor's dtype "
                          f"{t._dtype.name}; use the out-of-place op or convert the tensor first")
-    if not t._data.flags.writeable:
+    if not _writeable(t._data):
         raise RuntimeError(f"{name}_: this tensor's memory is read-only (an expanded or broadcast view); "
                            f"call .clone() first")
     t._data[...] = res._data
     t._vc.v += 1
+
+
+def _writeable(a):
+    w = getattr(a.flags, "writeable", None)
+    if w is not None:
+        return w
+    # CuPy has no writeable flag: a broadcast view (a 0 stride over a dim > 1) must not be written
+    return not any(s == 0 and n > 1 for s, n in zip(a.strides, a.shape))
 
 
 def _tensors_in(args):
