@@ -225,7 +225,17 @@ time.sleep(60)
 
 
 def test_plain_mpiexec_raise_aborts(tmp_path):
-    s = _script(tmp_path, "plain.py", "import vibetensor\n" + FAIL_SCRIPT.format(action="raise RuntimeError('x')"))
+    # rank 1 fails before it initialises MPI while rank 0 waits in a barrier: the hook still aborts the job
+    s = _script(tmp_path, "plain.py", """
+import os, time
+import vibetensor
+if os.environ["RANK"] == "1":
+    time.sleep(0.3)
+    raise RuntimeError('x')
+from mpi4py import MPI
+MPI.COMM_WORLD.Barrier()
+time.sleep(60)
+""")
     t0 = time.monotonic()
     p = subprocess.run([MPIEXEC, "-n", "2", sys.executable, s], cwd=tmp_path, env=_env(tmp_path),
                        capture_output=True, text=True, timeout=40)
