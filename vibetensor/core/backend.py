@@ -141,3 +141,14 @@ def check_cuda_dtype(vt_dtype, opname: str = "this op"):
     except Exception as e:
         raise TypeError(f"{opname}: dtype {vt_dtype.name} is not supported on CUDA by the installed CuPy "
                         f"{cp.__version__} ({e}); use float16/float32 on CUDA or bfloat16 on CPU") from None
+
+
+def matmul(a, b):
+    """``a @ b`` on backend arrays. CUDA float matmuls go through our own cuBLAS handle
+    (vibetensor.cuda.blas) so they can be captured in CUDA graphs; everything else uses xp.matmul."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        from ..cuda import blas
+        if blas.supported(a, b):
+            return blas.matmul(a, b)
+        return _cupy.matmul(a, b)
+    return np.matmul(a, b)
