@@ -124,7 +124,8 @@ def _batch_stride(x, batch_shape):
 
 
 def matmul(a, b, out_dtype=None):
-    """``a @ b`` for CuPy float arrays with NumPy/PyTorch matmul semantics (1-d and batch broadcast)."""
+    """``a @ b`` for CuPy float arrays with NumPy/PyTorch matmul semantics (1-d and batch broadcast).
+    ``out_dtype=float32`` with half inputs keeps the float32 accumulator (attention scores)."""
     cp = _be.cupy_module()
     sq_a = a.ndim == 1
     sq_b = b.ndim == 1
@@ -144,7 +145,7 @@ def matmul(a, b, out_dtype=None):
     if lb is None or sb is None:
         b = cp.ascontiguousarray(cp.broadcast_to(b, batch + (k, n)))
         lb, sb = (_OP_N, n), (k * n if nbatch > 1 else 0)
-    c = cp.empty(batch + (m, n), dtype=a.dtype)
+    c = cp.empty(batch + (m, n), dtype=a.dtype if out_dtype is None else out_dtype)
     if c.size:
         if k == 0:
             c.fill(0)
@@ -162,6 +163,7 @@ def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
     h = _handle(cp)
     lib.cublasSetStream_v2(h, cp.cuda.get_current_stream().ptr)
     dt = _TYPES[a.dtype]
+    ct = _TYPES[c.dtype]
     if dt == _R64F:
         comp, one, zero = _C64F, _one64, _zero64
     else:
@@ -172,5 +174,5 @@ def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
     st = lib.cublasGemmStridedBatchedEx(
         h, lb[0], la[0], n, m, k, ctypes.byref(one),
         b.data.ptr, dt, lb[1], sb, a.data.ptr, dt, la[1], sa, ctypes.byref(zero),
-        c.data.ptr, dt, n, m * n, nbatch, comp, _ALGO_DEFAULT)
+        c.data.ptr, ct, n, m * n, nbatch, comp, _ALGO_DEFAULT)
     _check(st, "cublasGemmStridedBatchedEx")

@@ -77,18 +77,24 @@ def _col_partials(name, dy, x, mean, rstd, with_b):
     return pw.sum(0), (pb.sum(0) if with_b else None)
 
 
-def layer_norm_bwd(dy, x, w, mean, rstd, need_w=True, need_b=True):
+def layer_norm_bwd(dy, x, w, eps, need_w=True, need_b=True):
+    """-> (dx, dw, db); the row statistics are recomputed in the kernel."""
     cp = _be.cupy_module()
-    dy = cp.ascontiguousarray(dy)
+    dy = cp.ascontiguousarray(dy.astype(x.dtype, copy=False))
     x = cp.ascontiguousarray(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
     dx = cp.empty_like(x)
+    mean = cp.empty((M,), dtype=cp.float32)
+    rstd = cp.empty((M,), dtype=cp.float32)
     if M:
-        _fn("ln_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),), (dy, x, _ptr(w), mean, rstd, dx, cp.int64(N)))
+        _fn("ln_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
+                                  (dy, x, _ptr(w), mean, rstd, dx, cp.int64(N), cp.float32(eps)))
     dw = db = None
-    if need_w or need_b:
+    if (need_w or need_b) and M:
         dw, db = _col_partials("ln_bwd_dwb", dy, x, mean, rstd, need_b)
+    elif need_w or need_b:
+        dw, db = cp.zeros((N,), cp.float32), cp.zeros((N,), cp.float32)
     return dx, dw, db
 
 
@@ -104,16 +110,18 @@ def rms_norm_fwd(x, w, eps):
     return y, rstd
 
 
-def rms_norm_bwd(dy, x, w, rstd, need_w=True):
+def rms_norm_bwd(dy, x, w, eps, need_w=True):
     cp = _be.cupy_module()
-    dy = cp.ascontiguousarray(dy)
+    dy = cp.ascontiguousarray(dy.astype(x.dtype, copy=False))
     x = cp.ascontiguousarray(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
     dx = cp.empty_like(x)
+    rstd = cp.empty((M,), dtype=cp.float32)
     if M:
-        _fn("rms_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),), (dy, x, _ptr(w), rstd, dx, cp.int64(N)))
-    dw = _col_partials("ln_bwd_dwb", dy, x, None, rstd, False)[0] if need_w else None
+        _fn("rms_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
+                                   (dy, x, _ptr(w), rstd, dx, cp.int64(N), cp.float32(eps)))
+    dw = _col_partials("ln_bwd_dwb", dy, x, None, rstd, False)[0] if (need_w and M) else None
     return dx, dw
 
 

@@ -72,13 +72,19 @@ __global__ void ln_fwd(const T* x, const float* w, const float* b, T* y, float* 
   if (threadIdx.x == 0) { mean[r] = mu; rstd[r] = rs; }
 }
 
-// dx = rstd * (dy*w - mean(dy*w) - xhat * mean(dy*w*xhat))
+// dx = rstd * (dy*w - mean(dy*w) - xhat * mean(dy*w*xhat)); recomputes the row's mean/rstd (written out
+// for the dweight/dbias pass) so the forward needs to keep nothing but its input.
 template <typename T>
-__global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, const float* mean, const float* rstd,
-                          T* dx, long long N) {
+__global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, float* mean, float* rstd,
+                          T* dx, long long N, float eps) {
   long long r = blockIdx.x;
   const T* xr = x + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
-  float mu = mean[r], rs = rstd[r];
+  float s = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) s += ld(xr, i);
+  float mu = block_sum(s) / (float)N;
+  float q = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) { float d = ld(xr, i) - mu; q += d * d; }
+  float rs = rsqrtf(block_sum(q) / (float)N + eps);
   float a = 0.f, c = 0.f;
   for (long long i = threadIdx.x; i < N; i += blockDim.x) {
     float g = ld(dyr, i) * (w ? w[i] : 1.f);
@@ -92,6 +98,7 @@ __global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, const float* 
     float xh = (ld(xr, i) - mu) * rs;
     st(dxr, i, rs * (g - a - xh * c));
   }
+  if (threadIdx.x == 0) { mean[r] = mu; rstd[r] = rs; }
 }
 
 // Column partial sums for dweight/dbias: partial[g, c] over rows r = g, g+G, ...
@@ -127,12 +134,15 @@ __global__ void rms_fwd(const T* x, const float* w, T* y, float* rstd, long long
   if (threadIdx.x == 0) rstd[r] = rs;
 }
 
-// dx = rstd * (g - xhat * mean(g * xhat)), g = dy * w
+// dx = rstd * (g - xhat * mean(g * xhat)), g = dy * w; recomputes rstd (written out for dweight)
 template <typename T>
-__global__ void rms_bwd_dx(const T* dy, const T* x, const float* w, const float* rstd, T* dx, long long N) {
+__global__ void rms_bwd_dx(const T* dy, const T* x, const float* w, float* rstd, T* dx, long long N, float eps) {
   long long r = blockIdx.x;
   const T* xr = x + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
-  float rs = rstd[r], c = 0.f;
+  float q = 0.f;
+  for (long long i = threadIdx.x; i < N; i += blockDim.x) { float v = ld(xr, i); q += v * v; }
+  float rs = rsqrtf(block_sum(q) / (float)N + eps);
+  float c = 0.f;
   for (long long i = threadIdx.x; i < N; i += blockDim.x)
     c += ld(dyr, i) * (w ? w[i] : 1.f) * ld(xr, i) * rs;
   c = block_sum(c) / (float)N;
@@ -140,6 +150,7 @@ __global__ void rms_bwd_dx(const T* dy, const T* x, const float* w, const float*
     float g = ld(dyr, i) * (w ? w[i] : 1.f);
     st(dxr, i, rs * (g - ld(xr, i) * rs * c));
   }
+  if (threadIdx.x == 0) rstd[r] = rs;
 }
 
 // ---------------------------------------------------------------- softmax (+ scale, causal)
