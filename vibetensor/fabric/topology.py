@@ -273,6 +273,17 @@ def empty(note: str) -> TopologySnapshot:
                             cliques=(), notes=(note,))
 
 
+FIXTURES_DIR = __import__("os").path.join(__import__("os").path.dirname(__file__), "fixtures")
+FIXTURES = ("dgx_h100_nvswitch", "pcie_2x4_nvlink_pairs", "single_gpu")
+
+
+def fixture_path(name: str) -> str:
+    """Path of a shipped topology fixture (``dgx_h100_nvswitch``, ``pcie_2x4_nvlink_pairs``, ``single_gpu``)."""
+    if name not in FIXTURES:
+        raise ValueError(f"unknown topology fixture {name!r}; shipped: {', '.join(FIXTURES)}")
+    return __import__("os").path.join(FIXTURES_DIR, name + ".json")
+
+
 _cache: dict = {}
 _lock = threading.Lock()
 
