@@ -1,0 +1,210 @@
+"""Register the fused CUDA kernels as the CUDA kernels of their vt ops.
+
+Each wrapper takes exactly the generic kernel's arguments; when the case is one the fused kernel
+covers (last-dim softmax, 1-d normalized shape, class-index cross-entropy, causal/unmasked
+attention, float16/float32) it runs the fused path, otherwise it calls the generic kernel, which
+works on CuPy arrays too. ``FUSED_CALLS`` counts hits per op (tests assert the fused path ran).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from ..core import dispatcher as _disp
+from ..core.dispatcher import Key
+from . import kernels as K
+
+FUSED_CALLS: Counter = Counter()
+_registered = False
+
+
+def _generic(name):
+    return _disp.REGISTRY[f"vt::{name}"].kernels[Key.CPU]
+
+
+def _ok(*arrs):
+    return K.supported(*[a for a in arrs if a is not None])
+
+
+def _f32(w):
+    return None if w is None else w.astype(np.float32, copy=False)
+
+
+def _last(dim, ndim):
+    return dim is not None and ndim >= 1 and dim % ndim == ndim - 1
+
+
+def softmax(input, dim=None, dtype=None):
+    if dtype is None and input.size and _last(dim, input.ndim) and _ok(input):
+        FUSED_CALLS["softmax"] += 1
+        return K.softmax_fwd(input)
+    return _generic("softmax")(input, dim, dtype)
+
+
+def softmax_backward(g, y, dim, input_dtype=None):
+    if y.size and _last(dim, y.ndim) and _ok(y) and (input_dtype is None or input_dtype.np == y.dtype):
+        FUSED_CALLS["softmax_backward"] += 1
+        return K.softmax_bwd(y, g)
+    return _generic("softmax_backward")(g, y, dim, input_dtype)
+
+
+def _one_dim(ns):
+    return isinstance(ns, int) or len(ns) == 1
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if input.size and _one_dim(normalized_shape) and _ok(input) and input.shape[-1] == (
+            normalized_shape if isinstance(normalized_shape, int) else normalized_shape[0]):
+        FUSED_CALLS["layer_norm"] += 1
+        return K.layer_norm_fwd(input, _f32(weight), _f32(bias), eps)[0]
+    return _generic("layer_norm")(input, normalized_shape, weight, bias, eps)
+
+
+def layer_norm_backward(g, x, normalized_shape, weight=None, has_bias=False, eps=1e-5, need_x=True,
+                        need_w=True, need_b=True):
+    if x.size and _one_dim(normalized_shape) and _ok(x):
+        FUSED_CALLS["layer_norm_backward"] += 1
+        dx, dw, db = K.layer_norm_bwd(g, x, _f32(weight), eps, need_w and weight is not None,
+                                      need_b and has_bias)
+        wdt = weight.dtype if weight is not None else x.dtype
+        return (dx if need_x else None,
+                dw.astype(wdt, copy=False) if (need_w and weight is not None) else None,
+                db.astype(wdt, copy=False) if (need_b and has_bias) else None)
+    return _generic("layer_norm_backward")(g, x, normalized_shape, weight, has_bias, eps, need_x, need_w, need_b)
+
+
+def _rms_eps(x, eps):
+    return eps if eps is not None else float(np.finfo(np.float32).eps)
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    if input.size and _one_dim(normalized_shape) and _ok(input):
+        FUSED_CALLS["rms_norm"] += 1
+        return K.rms_norm_fwd(input, _f32(weight), _rms_eps(input, eps))[0]
+    return _generic("rms_norm")(input, normalized_shape, weight, eps)
+
+
+def rms_norm_backward(g, x, normalized_shape, weight=None, eps=None, need_x=True, need_w=True):
+    if x.size and _one_dim(normalized_shape) and _ok(x):
+        FUSED_CALLS["rms_norm_backward"] += 1
+        dx, dw = K.rms_norm_bwd(g, x, _f32(weight), _rms_eps(x, eps), need_w and weight is not None)
+        return (dx if need_x else None,
+                dw.astype(weight.dtype, copy=False) if (need_w and weight is not None) else None)
+    return _generic("rms_norm_backward")(g, x, normalized_shape, weight, eps, need_x, need_w)
+
+
+def _xent_ok(input, target, weight, size_average, reduce, red):
+    return (input.ndim == 2 and target.ndim == 1 and target.dtype.kind in "iu" and weight is None
+            and size_average is None and reduce is None and red in ("mean", "sum", "none") and _ok(input)
+            and input.shape[0] > 0)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    if _xent_ok(input, target, weight, size_average, reduce, reduction) and 0.0 <= label_smoothing <= 1.0:
+        import cupy as cp  # noqa: F401  (only reached with CuPy arrays)
+        C = input.shape[1]
+        bad = ((target != ignore_index) & ((target < 0) | (target >= C))).any()
+        if not bool(bad):
+            FUSED_CALLS["cross_entropy"] += 1
+            loss, _ = K.xent_fwd(input, target, ignore_index, label_smoothing)
+            if reduction == "none":
+                return loss.astype(input.dtype, copy=False)
+            s = loss.sum()
+            if reduction == "mean":
+                s = s / (target != ignore_index).sum()
+            return s.astype(input.dtype, copy=False)
+    return _generic("cross_entropy")(input, target, weight, size_average, ignore_index, reduce, reduction,
+                                     label_smoothing)
+
+
+def cross_entropy_backward(g, x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                           need_input=True, need_target=False):
+    if need_input and not need_target and _xent_ok(x, target, weight, None, None, reduction):
+        FUSED_CALLS["cross_entropy_backward"] += 1
+        _, lse = K.xent_fwd(x, target, ignore_index, label_smoothing)
+        gf = g.astype(np.float32).reshape(-1)
+        if reduction == "mean":
+            gf = gf / (target != ignore_index).sum()
+        return K.xent_bwd(x, target, lse, gf, ignore_index, label_smoothing), None
+    return _generic("cross_entropy_backward")(g, x, target, weight, ignore_index, reduction, label_smoothing,
+                                              need_input, need_target)
+
+
+def _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa):
+    return (attn_mask is None and dropout_mask is None and not enable_gqa and q.ndim >= 2
+            and q.dtype == k.dtype == v.dtype and str(q.dtype) in ("float32", "float16", "bfloat16")
+            and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.size and k.size)
+
+
+def _sc(q, scale):
+    return scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+
+
+def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False):
+    if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa):
+        from .blas import matmul
+        FUSED_CALLS["sdpa"] += 1
+        s = matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32)
+        p = K.softmax_fwd(s, _sc(q, scale), bool(is_causal), 0)
+        return matmul(p.astype(q.dtype, copy=False), v)
+    return _generic("_scaled_dot_product_attention")(q, k, v, attn_mask, dropout_mask, is_causal, scale, enable_gqa)
+
+
+def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False,
+                  need_q=True, need_k=True, need_v=True, need_mask=False):
+    if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and not need_mask:
+        from .blas import matmul
+        FUSED_CALLS["sdpa_backward"] += 1
+        sc = _sc(q, scale)
+        dt = q.dtype
+        g = g.astype(dt, copy=False)
+        p = K.softmax_fwd(matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32), sc, bool(is_causal), 0)
+        gv = matmul(p.astype(dt, copy=False).swapaxes(-1, -2), g) if need_v else None
+        gq = gk = None
+        if need_q or need_k:
+            dp = matmul(g, v.swapaxes(-1, -2), out_dtype=np.float32)
+            ds = K.softmax_bwd(p, dp, sc).astype(dt, copy=False)
+            gq = matmul(ds, k) if need_q else None
+            gk = matmul(ds.swapaxes(-1, -2), q) if need_k else None
+        return gq, gk, gv, None
+    return _generic("scaled_dot_product_attention_backward")(g, q, k, v, attn_mask, dropout_mask, is_causal, scale,
+                                                             enable_gqa, need_q, need_k, need_v, need_mask)
+
+
+def gelu(a, approximate="none"):
+    if _ok(a) and approximate in ("none", "tanh"):
+        FUSED_CALLS["gelu"] += 1
+        return K.gelu_fwd(a, approximate)
+    return _generic("gelu")(a, approximate)
+
+
+def gelu_backward(g, a, approximate="none"):
+    if _ok(a) and approximate in ("none", "tanh"):
+        FUSED_CALLS["gelu_backward"] += 1
+        return K.gelu_bwd(a, g, approximate)
+    return _generic("gelu_backward")(g, a, approximate)
+
+
+_TABLE = {
+    "softmax": softmax, "softmax_backward": softmax_backward,
+    "layer_norm": layer_norm, "layer_norm_backward": layer_norm_backward,
+    "rms_norm": rms_norm, "rms_norm_backward": rms_norm_backward,
+    "cross_entropy": cross_entropy, "cross_entropy_backward": cross_entropy_backward,
+    "_scaled_dot_product_attention": sdpa, "scaled_dot_product_attention_backward": sdpa_backward,
+    "gelu": gelu, "gelu_backward": gelu_backward,
+}
+
+
+def register():
+    """Install the fused kernels as CUDA kernels (idempotent; ops that do not exist are skipped)."""
+    global _registered
+    if _registered:
+        return
+    for name, fn in _TABLE.items():
+        op = _disp.REGISTRY.get(f"vt::{name}")
+        if op is not None and op.kernels.get(Key.CUDA) is op.kernels.get(Key.CPU):
+            op.kernels[Key.CUDA] = fn
+    _registered = True
