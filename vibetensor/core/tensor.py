@@ -372,6 +372,7 @@ class Tensor:
     def __floordiv__(self, o): return V.floor_divide(self, o)
     def __rfloordiv__(self, o): return V.floor_divide(o, self)
     def __mod__(self, o): return V.remainder(self, o)
+    def __rmod__(self, o): return V.remainder(o, self)
     def __pow__(self, o): return V.pow(self, o)
     def __rpow__(self, o): return V.pow(o, self)
     def __matmul__(self, o): return V.matmul(self, o)
