@@ -550,3 +550,33 @@ def test_inplace_variants(device):
     y = vt.tensor([1, 2], device=device)
     with pytest.raises(vt.DTypeError):
         y.div_(2)  # int tensor can't hold a float result
+
+
+OP_NAMES = """add sub mul div true_divide floor_divide remainder pow neg abs exp exp2 expm1 log log2 log10 log1p sqrt
+rsqrt sin cos tan asin acos atan atan2 sinh cosh tanh sigmoid relu gelu silu softplus sign floor ceil round trunc frac
+reciprocal square clamp clip where maximum minimum fmod lerp addcmul addcdiv hypot logaddexp nan_to_num eq ne lt le gt
+ge logical_and logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not isnan isinf isfinite
+isclose allclose equal erf""".split()
+
+
+def test_every_op_is_reachable_three_ways():
+    for name in OP_NAMES:
+        op = getattr(vt.ops.vt, name)
+        assert getattr(vt, name) is op, name
+        assert callable(getattr(vt.Tensor, name)), name
+
+
+def test_where_single_argument_is_nonzero(device):
+    idx = vt.where(vt.tensor([[True, False], [False, True]], device=device))
+    assert len(idx) == 2
+    np.testing.assert_array_equal(idx[0].cpu().numpy(), [0, 1])
+    np.testing.assert_array_equal(idx[1].cpu().numpy(), [0, 1])
+
+
+def test_reverse_operators_with_scalars(device):
+    x = vt.tensor([1.5, -2.0, 4.0], dtype=vt.float64, device=device)
+    a = np.array([1.5, -2.0, 4.0])
+    for got, want in [(7 // x, 7 // a), (7 % x, 7 % a), (2 ** x, 2 ** a), (1 - x, 1 - a), (3 / x, 3 / a),
+                      (x // 2, a // 2), (x % -1.5, a % -1.5), (abs(x), np.abs(a))]:
+        assert got.dtype is vt.float64
+        np.testing.assert_allclose(got.cpu().numpy(), want)

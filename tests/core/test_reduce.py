@@ -311,3 +311,23 @@ def test_dim_errors(device):
         x.sum((0, 0))
     with pytest.raises(TypeError, match="single int"):
         x.cumsum((0, 1))
+
+
+def test_every_reduction_is_reachable_three_ways():
+    for name in ("sum mean prod max min amax amin argmax argmin var std norm logsumexp cumsum cumprod all any "
+                 "count_nonzero").split():
+        op = getattr(vt.ops.vt, name)
+        assert getattr(vt, name) is op, name
+        assert callable(getattr(vt.Tensor, name)), name
+
+
+def test_reduction_gradient_keeps_input_dtype(device):
+    x = vt.tensor(R(3, 2), dtype=vt.float32, requires_grad=True, device=device)
+    vt.sum(x, dtype=vt.float64).backward()
+    assert x.grad.dtype is vt.float32
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), np.ones((3, 2)))
+    for dt in dtypes_on(device, [vt.float16, vt.bfloat16]):
+        h = vt.tensor(R(4, 3), dtype=dt, requires_grad=True, device=device)
+        (h.mean(0) * 2).sum().backward()
+        assert h.grad.dtype is dt
+        assert_close(h.grad, np.full((4, 3), 0.5), dtype=dt)

@@ -172,7 +172,10 @@ def lerp(start, end, weight):
     xp = _xp(start, end, weight)
     d = end - start
     # PyTorch's two-sided formula: exact at weight 0 and 1
-    out = xp.where(xp.abs(weight) < 0.5, start + weight * d, end - d * (1 - weight))
+    if not _t(weight):
+        out = start + weight * d if abs(weight) < 0.5 else end - d * (1 - weight)
+    else:
+        out = xp.where(xp.abs(weight) < 0.5, start + weight * d, end - d * (1 - weight))
     dt = start.dtype if _t(start) else end.dtype
     return out.astype(dt, copy=False)
 

@@ -92,9 +92,12 @@ _SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.5367295860
 
 
 def _horner(z, coeffs):
-    r = coeffs[-1]
-    for c in coeffs[-2::-1]:
-        r = r * z + c
+    """Polynomial in z (coefficients lowest first), evaluated in place to spare temporaries."""
+    r = z * coeffs[-1]
+    r += coeffs[-2]
+    for c in coeffs[-3::-1]:
+        r *= z
+        r += c
     return r
 
 
@@ -106,21 +109,30 @@ def erf_array(x):
         import cupyx.scipy.special as _sp  # optional GPU dependency, only reached with CuPy arrays
         return _sp.erf(x)
     with np.errstate(all="ignore"):
-        return _erf_np(x)
+        return _erf_np(np.asarray(x))
 
 
 def _erf_np(x):
-    ax = np.abs(x)
-    z = x * x
-    small = x + x * (_horner(z, _PP) / _horner(z, _QQ))               # |x| < 0.84375
-    s = ax - 1
-    mid = _ERX + _horner(s, _PA) / _horner(s, _QA)                    # |x| < 1.25
-    w = 1 / z
-    r = np.where(ax < 1 / 0.35, _horner(w, _RA) / _horner(w, _SA), _horner(w, _RB) / _horner(w, _SB))
-    big = 1 - np.exp(-z - 0.5625 + r) / ax                             # |x| < 6 (erfc form)
-    out = np.where(ax < 1.25, mid, np.where(ax >= 6, 1.0, big))
-    out = np.where(ax < 0.84375, small, np.copysign(out, x))
-    return out.astype(x.dtype, copy=False)
+    # each piece is evaluated only on the elements in its range (boolean gather / scatter)
+    flat = x.reshape(-1)
+    ax = np.abs(flat)
+    out = np.empty_like(flat)
+    m = ax < 0.84375
+    v = flat[m]
+    z = v * v
+    out[m] = v + v * (_horner(z, _PP) / _horner(z, _QQ))
+    m = (ax >= 0.84375) & (ax < 1.25)
+    s = ax[m] - 1
+    out[m] = np.copysign(_ERX + _horner(s, _PA) / _horner(s, _QA), flat[m])
+    m = (ax >= 1.25) & (ax < 6)
+    v = ax[m]
+    w = 1 / (v * v)
+    r = np.where(v < 1 / 0.35, _horner(w, _RA) / _horner(w, _SA), _horner(w, _RB) / _horner(w, _SB))
+    out[m] = np.copysign(1 - np.exp(-v * v - 0.5625 + r) / v, flat[m])
+    m = ~(ax < 6)  # |x| >= 6 (erf is 1 to double precision) and nan
+    v = flat[m]
+    out[m] = np.where(np.isnan(v), v, np.copysign(1.0, v))
+    return out.reshape(x.shape)
 
 
 erf = _unary("erf", erf_array, lambda g, a, o: g * V.exp(-a * a) * _TWO_OVER_SQRT_PI)

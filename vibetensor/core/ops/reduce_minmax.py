@@ -101,9 +101,8 @@ def _index_grad(a, g, fn, dim, keepdim):
     idx = getattr(xp, fn)(a, axis=d, keepdims=True)
     if not keepdim:
         g = xp.expand_dims(g, d)
-    out = xp.zeros(a.shape, dtype=g.dtype)
-    xp.put_along_axis(out, idx, g, axis=d)
-    return out
+    pos = xp.arange(a.shape[d]).reshape((-1,) + (1,) * (a.ndim - d - 1))
+    return xp.where(pos == idx, g, xp.zeros((), dtype=g.dtype))  # one-hot along d (no scatter needed)
 
 
 def _dispatch(name, extreme, by_dim, pairwise):
