@@ -60,6 +60,7 @@ class Flags:
     events: str                   # VT_EVENTS: off | basic | full (event ring detail)
     events_capacity: int          # VT_EVENTS_CAPACITY: size of the per-process event ring
     dump_dir: str                 # VT_DUMP_DIR: where event-ring dumps and rank error files go
+    fused_kernels: bool           # VT_FUSED_KERNELS: use the fused CUDA kernels (0 = generic CuPy paths)
 
 
 def _read() -> Flags:
@@ -71,6 +72,7 @@ def _read() -> Flags:
         events=_choice("VT_EVENTS", "basic", ("off", "basic", "full")),
         events_capacity=_int("VT_EVENTS_CAPACITY", 2000),
         dump_dir=os.environ.get("VT_DUMP_DIR") or os.path.join(os.getcwd(), "vt_dumps"),
+        fused_kernels=_bool("VT_FUSED_KERNELS", True),
     )
 
 

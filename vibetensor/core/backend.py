@@ -44,8 +44,8 @@ def _probe():
     _mem.install()
     from ..backends import cuda as _bc  # TF32 off unless asked for (PyTorch's default)
     _bc.apply()
-    import os
-    if os.environ.get("VT_FUSED_KERNELS", "1") != "0":
+    from .. import _env
+    if _env.flags().fused_kernels:
         from ..cuda import fused as _fused  # fused CUDA kernels for softmax, norms, losses, attention, GELU
         _fused.register()
     return cupy

@@ -106,8 +106,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if _xent_ok(input, target, weight, size_average, reduce, reduction) and 0.0 <= label_smoothing <= 1.0:
         import cupy as cp  # noqa: F401  (only reached with CuPy arrays)
         C = input.shape[1]
-        bad = ((target != ignore_index) & ((target < 0) | (target >= C))).any()
-        if not bool(bad):
+        from .graphs import is_current_stream_capturing
+        # validating targets costs a host sync: skipped inside graph capture (rows out of range give 0 there)
+        if is_current_stream_capturing() or not bool(((target != ignore_index) & ((target < 0) | (target >= C))).any()):
             FUSED_CALLS["cross_entropy"] += 1
             loss, _ = K.xent_fwd(input, target, ignore_index, label_smoothing)
             if reduction == "none":
