@@ -180,3 +180,35 @@ def test_float32_params_step():
     opt.step()
     assert p.dtype == vt.float32 and opt.state[p]["exp_avg"].dtype == vt.float32
     np.testing.assert_allclose(p.detach().numpy(), (1 - 0.1 * 0.01) - 0.1 * (1 / (1 + 1e-8)), rtol=1e-6)
+
+
+def test_fused_true_off_cuda_explains():
+    p = nn.Parameter(vt.ones(3))
+    p.grad = vt.ones(3)
+    with pytest.raises(ValueError, match="CUDA-only"):
+        vt.optim.AdamW([p], fused=True).step()
+    with pytest.raises(ValueError, match="amsgrad"):
+        vt.optim.AdamW([p], fused=True, amsgrad=True).step()
+    opt = vt.optim.AdamW([p], fused=False)
+    opt.step()
+    assert opt.state[p]["step"].item() == 1.0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_fused_adamw_on_cuda_matches_per_tensor_path(wd):
+    r = np.random.RandomState(0)
+    arrs = [r.randn(*s).astype(np.float32) for s in SHAPES + [(70000,)]]  # one spans two kernel chunks
+    runs = {}
+    for fused in (True, False):
+        ps = [nn.Parameter(vt.tensor(a, device="cuda")) for a in arrs]
+        opt = vt.optim.AdamW(ps, lr=0.01, weight_decay=wd, fused=fused)
+        rg = np.random.RandomState(1)
+        for _ in range(4):
+            for p in ps:
+                p.grad = vt.tensor(rg.randn(*p.shape).astype(np.float32), device="cuda")
+            opt.step()
+        runs[fused] = [p.detach().cpu().numpy() for p in ps]
+        assert opt.state[ps[0]]["step"].item() == 4.0
+    for a, b in zip(runs[True], runs[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -30,13 +30,12 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
         if not 0.0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if capturable or differentiable or fused:
-            raise NotImplementedError(f"{type(self).__name__}: capturable, differentiable and fused are not "
-                                      f"supported")
+        if capturable or differentiable:
+            raise NotImplementedError(f"{type(self).__name__}: capturable and differentiable are not supported")
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                        maximize=maximize, foreach=foreach, capturable=False, differentiable=False, fused=None,
+                        maximize=maximize, foreach=foreach, capturable=False, differentiable=False, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
@@ -50,17 +49,45 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = _f.zeros_like(p)
         return state
 
+    def _try_fused(self, gi, group, decoupled):
+        """fused=None: the multi-tensor CUDA kernel when the group qualifies; True: it or an error;
+        False: never."""
+        fused = group.get("fused")
+        if fused is False:
+            return False
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return True  # nothing to update
+        if fused is None and params[0].device.type != "cuda":
+            return False
+        from ._fused import fused_adamw_step, ineligible_reason
+        why = ineligible_reason(group, params, decoupled)
+        if why is not None:
+            if fused:
+                raise ValueError(f"{type(self).__name__}(fused=True) cannot run this param group: {why}; "
+                                 f"pass fused=None (automatic) or fused=False")
+            return False
+        states = []
+        for p in params:
+            st = self._init_state(p, False)
+            st["step"].add_(1)
+            states.append(st)
+        fused_adamw_step(self, gi, group, params, states)
+        return True
+
     @no_grad()
     def step(self, closure=None):
         loss = None
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
             beta1, beta2 = group["betas"]
             amsgrad, maximize = group["amsgrad"], group["maximize"]
             decoupled = group.get("decoupled_weight_decay", self._decoupled)
+            if self._try_fused(gi, group, decoupled):
+                continue
             for p in group["params"]:
                 if p.grad is None:
                     continue

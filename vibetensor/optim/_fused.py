@@ -1,0 +1,59 @@
+"""Multi-tensor AdamW on CUDA: one kernel launch per param group and step count
+(``vibetensor.cuda.kernels.AdamWMulti``), instead of ~10 dispatched ops per parameter.
+
+Same arithmetic as the per-tensor path (PyTorch's formula) in float32; used for float32 CUDA params
+without amsgrad/maximize, with decoupled weight decay (AdamW) or none.
+"""
+from __future__ import annotations
+
+
+def ineligible_reason(group, params, decoupled):
+    """None when the fused kernel can take this group, else why not (for fused=True errors)."""
+    if group["amsgrad"]:
+        return "amsgrad=True"
+    if group["maximize"]:
+        return "maximize=True"
+    if group["weight_decay"] != 0 and not decoupled:
+        return "Adam's coupled weight decay (use AdamW, or weight_decay=0)"
+    dev = None
+    for p in params:
+        if p.device.type != "cuda":
+            return f"a parameter on {p.device} (the fused kernel is CUDA-only)"
+        if dev is None:
+            dev = p.device
+        elif p.device != dev:
+            return f"parameters on several devices ({dev}, {p.device})"
+        if p.dtype.name != "float32" or p.grad.dtype.name != "float32":
+            return f"a {p.dtype.name} parameter or gradient (the fused kernel takes float32)"
+        if p._is_sharded or not p._data.flags.c_contiguous:
+            return "a sharded or non-contiguous parameter"
+    return None
+
+
+def fused_adamw_step(opt, gi, group, params, states):
+    from ..core import backend as _be
+    from ..cuda import kernels
+    beta1, beta2 = group["betas"]
+    buckets: dict = {}
+    for p, st in zip(params, states):
+        buckets.setdefault(st["step"].item(), []).append((p, st))
+    cache = opt.__dict__.setdefault("_fused_tables", {})
+    with _be.device_guard(params[0].device):
+        for step, items in buckets.items():
+            ps = [p._data for p, _ in items]
+            gs = [p.grad._data if p.grad._data.flags.c_contiguous else p.grad._data.copy() for p, _ in items]
+            ms = [st["exp_avg"]._data for _, st in items]
+            vs = [st["exp_avg_sq"]._data for _, st in items]
+            key = tuple(a.data.ptr for a in ps + gs + ms + vs)
+            tab = cache.get((gi, step))
+            if tab is None or tab.key != key:
+                cache.pop((gi, step), None)
+                tab = kernels.AdamWMulti(ps, gs, ms, vs)
+                if len(cache) > 64:  # step counts move on; keep the cache small
+                    cache.clear()
+                cache[(gi, step)] = tab
+            tab.step(group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step)
+            for p, st in items:  # the kernel wrote through the arrays: bump versions as in-place ops do
+                p._vc.v += 1
+                st["exp_avg"]._vc.v += 1
+                st["exp_avg_sq"]._vc.v += 1
