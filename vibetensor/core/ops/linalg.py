@@ -23,7 +23,8 @@ def _check_matmul(opname, a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"{opname}: both arguments need at least 1 dimension, got shapes {tuple(a.shape)} and "
                          f"{tuple(b.shape)}; use mul for scalars")
-    same_dtype(opname, a, b)
+    if a.dtype != b.dtype:
+        same_dtype(opname, a, b)
     if a.dtype == bool:
         raise DTypeError(f"{opname}: bool tensors are not supported; convert them with .float() or .long()")
     k1 = a.shape[-1]
@@ -172,7 +173,8 @@ def outer_backward(g, a, b, need_a=True, need_b=True):
 # ---------------------------------------------------------------------------------------------- linear
 
 def _check_linear(x, w, b):
-    same_dtype("linear", x, w, b)
+    if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+        same_dtype("linear", x, w, b)
     if w.ndim not in (1, 2):
         raise ShapeError(f"linear: weight must be 1-d or 2-d (out_features, in_features), got shape "
                          f"{tuple(w.shape)}")
@@ -182,7 +184,7 @@ def _check_linear(x, w, b):
     if x.shape[-1] != kin:
         raise ShapeError(f"linear: input shape {tuple(x.shape)} and weight shape {tuple(w.shape)} cannot be "
                          f"multiplied (input features {x.shape[-1]} vs weight in_features {kin})")
-    if b is not None:
+    if b is not None and not (w.ndim == 2 and b.shape == (w.shape[0],)):  # the usual bias needs no more checks
         out_f = w.shape[0] if w.ndim == 2 else ()
         try:
             broadcast_shapes("linear", tuple(x.shape[:-1]) + ((out_f,) if w.ndim == 2 else ()), b.shape)

@@ -102,7 +102,8 @@ def _scale(g, reduction, M, denom):
     xp = xp_of(g)
     if reduction == "none":
         return g.reshape(-1)
-    s = g / denom if reduction == "mean" else g
+    with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: nan, as the forward
+        s = g / denom if reduction == "mean" else g
     return xp.broadcast_to(s, (M,))
 
 
