@@ -1,0 +1,141 @@
+"""Fused CUDA kernels against the generic (unfused) kernels and a float64 numpy reference,
+forward and backward. GPU only."""
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from vibetensor.core import dispatcher as D
+
+pytestmark = pytest.mark.gpu
+
+F = vt.nn.functional
+
+
+def _fused():
+    from vibetensor.cuda import fused
+    return fused
+
+
+def _run(fn, arrays, dtype, grad=True):
+    """Run fn on CUDA tensors; returns (output, grads) as float64 numpy."""
+    ts = [vt.tensor(a, dtype=dtype, device="cuda", requires_grad=grad) for a in arrays]
+    out = fn(*ts)
+    grads = []
+    if grad:
+        up = vt.tensor(np.random.RandomState(1).randn(*out.shape), dtype=out.dtype, device="cuda")
+        out.backward(up)
+        grads = [t.grad.to(vt.float64).cpu().numpy() for t in ts]
+    return out.detach().to(vt.float64).cpu().numpy(), grads
+
+
+def _compare(fn, arrays, dtype, rtol, atol, op):
+    f = _fused()
+    before = f.FUSED_CALLS[op]
+    out_f, g_f = _run(fn, arrays, dtype)
+    assert f.FUSED_CALLS[op] > before, f"fused path for {op} did not run"
+    cuda_kernels = {}
+    for name in f._TABLE:
+        o = D.REGISTRY.get(f"vt::{name}")
+        if o is not None:
+            cuda_kernels[name] = o.kernels[D.Key.CUDA]
+            o.kernels[D.Key.CUDA] = o.kernels[D.Key.CPU]
+    try:
+        out_r, g_r = _run(fn, arrays, vt.float64)  # generic kernels, float64
+    finally:
+        for name, k in cuda_kernels.items():
+            D.REGISTRY[f"vt::{name}"].kernels[D.Key.CUDA] = k
+    np.testing.assert_allclose(out_f, out_r, rtol=rtol, atol=atol)
+    for a, b in zip(g_f, g_r):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+TOL = {vt.float32: (2e-4, 2e-5), vt.float16: (2e-2, 2e-2)}
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.float16])
+@pytest.mark.parametrize("shape", [(3, 7), (2, 5, 1000), (4, 2049)])
+def test_softmax(dtype, shape):
+    _compare(lambda x: F.softmax(x, dim=-1), [np.random.randn(*shape)], dtype, *TOL[dtype], "softmax")
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.float16])
+@pytest.mark.parametrize("n", [8, 127, 768, 3000])
+def test_layer_norm(dtype, n):
+    x = np.random.randn(6, n) * 3 + 1
+    w, b = np.random.randn(n), np.random.randn(n)
+
+    def fn(x, w, b):
+        return F.layer_norm(x, (n,), w.float() if dtype is vt.float16 else w, b.float() if dtype is vt.float16 else b)
+    if dtype is vt.float16:
+        _compare(lambda x: F.layer_norm(x, (n,)), [x], dtype, *TOL[dtype], "layer_norm")
+    else:
+        _compare(fn, [x, w, b], dtype, *TOL[dtype], "layer_norm")
+
+
+def test_rms_norm():
+    n = 257
+    _compare(lambda x, w: F.rms_norm(x, (n,), w, eps=1e-6), [np.random.randn(5, n), np.random.randn(n)],
+             vt.float32, 2e-4, 2e-5, "rms_norm")
+
+
+@pytest.mark.parametrize("smooth", [0.0, 0.1])
+@pytest.mark.parametrize("red", ["mean", "sum", "none"])
+def test_cross_entropy(smooth, red):
+    C = 1003
+    x = np.random.randn(37, C) * 2
+    tgt = np.random.randint(0, C, size=37)
+    tgt[[3, 9]] = -100
+    t = vt.tensor(tgt, device="cuda")
+    _compare(lambda x: F.cross_entropy(x, t, reduction=red, label_smoothing=smooth), [x], vt.float32,
+             2e-4, 2e-5, "cross_entropy")
+
+
+@pytest.mark.parametrize("dtype,tol", [(vt.float32, (2e-4, 2e-5)), (vt.float16, (2e-2, 2e-2)),
+                                       (vt.bfloat16, (6e-2, 6e-2))])
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention(dtype, tol, causal):
+    q, k, v = (np.random.randn(2, 3, 33, 16) for _ in range(3))
+    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], dtype, *tol,
+             "sdpa")
+
+
+@pytest.mark.parametrize("approx", ["none", "tanh"])
+def test_gelu(approx):
+    _compare(lambda x: F.gelu(x, approximate=approx), [np.random.randn(4, 1001) * 3], vt.float32, 2e-5, 2e-6,
+             "gelu")
+
+
+@pytest.mark.parametrize("dtype,tol", [(vt.float32, 1e-4), (vt.float16, 2e-2), (vt.bfloat16, 5e-2),
+                                       (vt.float64, 1e-10)])
+def test_blas_matmul_layouts(dtype, tol):
+    from vibetensor.cuda import blas
+    import cupy as cp
+    rng = np.random.RandomState(0)
+    cases = [((5, 7), (7, 3)), ((7,), (7, 3)), ((5, 7), (7,)), ((2, 4, 5, 7), (7, 3)), ((4, 1, 5, 7), (3, 7, 2)),
+             ((1, 7), (7, 1)), ((3, 0, 4), (3, 4, 2))]
+    for sa, sb in cases:
+        a, b = rng.randn(*sa), rng.randn(*sb)
+        ca = cp.asarray(a).astype(dtype.np)
+        cb = cp.asarray(b).astype(dtype.np)
+        got = blas.matmul(ca, cb).astype(cp.float64).get()
+        ref = np.matmul(ca.astype(cp.float64).get(), cb.astype(cp.float64).get())
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 10, err_msg=f"{sa} @ {sb}")
+        # transposed views go in without copies
+        if len(sa) >= 2 and len(sb) >= 2:
+            at = cp.ascontiguousarray(ca.swapaxes(-1, -2)).swapaxes(-1, -2)
+            bt = cp.ascontiguousarray(cb.swapaxes(-1, -2)).swapaxes(-1, -2)
+            got = blas.matmul(at, bt).astype(cp.float64).get()
+            np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 10, err_msg=f"T {sa} @ {sb}")
+
+
+def test_blas_in_graph_capture():
+    x = vt.randn(64, 64, device="cuda")
+    w = vt.randn(64, 64, device="cuda")
+    g = vt.cuda.CUDAGraph()
+    with vt.cuda.graph(g):
+        y = F.gelu(x @ w)
+    new = vt.randn(64, 64, device="cuda")
+    x.copy_(new)
+    g.replay()
+    ref = F.gelu(new @ w)
+    np.testing.assert_allclose(y.cpu().numpy(), ref.cpu().numpy(), rtol=1e-5, atol=1e-5)
