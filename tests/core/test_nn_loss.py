@@ -146,6 +146,10 @@ def test_cross_entropy_errors(device):
         vt.cross_entropy(x, vt.tensor([0, 1, 2], device=device), weight=mk(np.ones(3), device))
     with pytest.raises(ValueError, match="reduction"):
         vt.cross_entropy(x, vt.tensor([0, 1, 2], device=device), reduction="avg")
+    w = mk(np.ones(4), device, rg=True)  # class weights get no gradient (as PyTorch): say so
+    loss = vt.cross_entropy(mk(np.random.randn(3, 4), device, rg=True), vt.tensor([0, 1, 2], device=device), w)
+    with pytest.raises(NotImplementedError, match="with respect to weight"):
+        loss.backward()
 
 
 # ---------------------------------------------------------------------------------------------- nll

@@ -87,6 +87,14 @@ def _nll_parts(xl, tf, valid, ts, w, ls):
     return wt, nll, smooth
 
 
+def _no_grad_for(ctx, opname, positions):
+    """Raise for gradients this op does not compute (class weights, pos_weight), as PyTorch does."""
+    for p, name in positions.items():
+        if needs(ctx, p)[0]:
+            raise NotImplementedError(f"{opname}: the gradient with respect to {name} is not implemented; "
+                                      f"pass {name}.detach()")
+
+
 def _reduce_idx(wt, nll, smooth, ls, C, reduction, tshape):
     loss = nll if smooth is None else (1 - ls) * nll + (ls / C) * smooth
     if reduction == "none":
@@ -154,6 +162,7 @@ def _(ctx, g):
     a = ctx.args
     x, t, w = a[0], a[1], a[2]
     red = _reduction("cross_entropy", a[3], a[5], a[6])
+    _no_grad_for(ctx, "cross_entropy", {2: "weight"})
     nx, nt = needs(ctx, 0, 1)
     gx, gt = V.cross_entropy_backward(g, x, t, w, a[4], red, a[7], nx, nt)
     return pack(ctx, {0: gx, 1: gt})
@@ -219,6 +228,7 @@ def _(ctx, g):
     a = ctx.args
     t, w = a[1], a[2]
     red = _reduction("nll_loss", a[3], a[5], a[6])
+    _no_grad_for(ctx, "nll_loss", {2: "weight"})
     return pack(ctx, {0: V.nll_loss_backward(g, a[0].shape, a[0].dtype, t, w, a[4], red)})
 
 
@@ -312,6 +322,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 def _(ctx, g):
     a = ctx.args
     x, t = a[0], a[1]
+    _no_grad_for(ctx, "binary_cross_entropy_with_logits", {2: "weight", 6: "pos_weight"})
     nx, nt = needs(ctx, 0, 1)
     red = _reduction("binary_cross_entropy_with_logits", a[3], a[4], a[5])
     gx, gt = V.binary_cross_entropy_with_logits_backward(g, x, t, a[2], a[6], red, nx, nt)
@@ -366,6 +377,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 @binary_cross_entropy.def_backward
 def _(ctx, g):
     a = ctx.args
+    _no_grad_for(ctx, "binary_cross_entropy", {2: "weight"})
     nx, nt = needs(ctx, 0, 1)
     red = _reduction("binary_cross_entropy", a[3], a[4], a[5])
     gx, gt = V.binary_cross_entropy_backward(g, a[0], a[1], a[2], red, nx, nt)
