@@ -100,16 +100,16 @@ def _classify(name, ufunc, int_value):
             return xp.full(a.shape, int_value, dtype=bool)
         if is_half(a.dtype):
             a = a.astype(np.float32)
-        return getattr(xp, ufunc)(a)
+        return ufunc(xp, a)
     kernel.__name__ = name
     return defop(name)(kernel)
 
 
-isnan = _classify("isnan", "isnan", False)
-isinf = _classify("isinf", "isinf", False)
-isfinite = _classify("isfinite", "isfinite", True)
-isposinf = _classify("isposinf", "isposinf", False)
-isneginf = _classify("isneginf", "isneginf", False)
+isnan = _classify("isnan", lambda xp, a: xp.isnan(a), False)
+isinf = _classify("isinf", lambda xp, a: xp.isinf(a), False)
+isfinite = _classify("isfinite", lambda xp, a: xp.isfinite(a), True)
+isposinf = _classify("isposinf", lambda xp, a: a == np.inf, False)
+isneginf = _classify("isneginf", lambda xp, a: a == -np.inf, False)
 
 
 @defop("isclose", promote="default")

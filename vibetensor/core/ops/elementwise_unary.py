@@ -263,11 +263,11 @@ fix = trunc
 
 
 def _round_k(a, decimals=0):
-    xp = _x(a)
+    rnd = _x(a).around  # half to even, as PyTorch (numpy and CuPy both have around)
     if decimals == 0:
-        return xp.round(a)
+        return rnd(a)
     f = 10.0 ** decimals
-    return xp.round(a * f) / f
+    return rnd(a * f) / f
 
 
 round_ = _rounding("round", _round_k)
