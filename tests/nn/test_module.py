@@ -272,3 +272,32 @@ def test_deepcopy_module():
     with vt.no_grad():
         c.weight.fill_(0.0)
     assert float(m.weight.abs().sum()) > 0
+
+
+def test_parameter_list_and_dict():
+    pl = nn.ParameterList([vt.zeros(3), nn.Parameter(vt.ones(2, 2))])
+    assert len(pl) == 2 and all(isinstance(p, nn.Parameter) for p in pl)
+    pl.append(vt.ones(1))
+    assert [n for n, _ in pl.named_parameters()] == ["0", "1", "2"] and tuple(pl[-1].shape) == (1,)
+    pd = nn.ParameterDict({"a": vt.zeros(2)})
+    pd["b"] = nn.Parameter(vt.ones(1))
+    assert list(pd.keys()) == ["a", "b"] and "a" in pd and isinstance(pd["a"], nn.Parameter)
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ps = nn.ParameterList([vt.zeros(2)])
+            self.pd = nn.ParameterDict({"w": vt.ones(3)})
+    assert list(Holder().state_dict()) == ["ps.0", "pd.w"]
+
+
+def test_parameter_of_a_tensor_subclass_is_tagged():
+    """Sharded tensors (DTensor subclasses) become Parameters by tagging, keeping their own type."""
+    class Sub(vt.Tensor):
+        pass
+    s = Sub._make(np.zeros(3, np.float32), vt.device("cpu"))
+    p = nn.Parameter(s)
+    assert p is s and type(p) is Sub and isinstance(p, nn.Parameter) and p.requires_grad
+    m = nn.Module()
+    m.w = p
+    assert list(dict(m.named_parameters())) == ["w"]
