@@ -25,7 +25,7 @@ def test_module_cuda_keeps_identity_and_matches_cpu():
 
 
 def test_mlp_and_gpt_train_on_cuda():
-    from tests.nn.test_training import TinyGPT, blobs, gpt_batch
+    from tests.nn.test_nn_training import TinyGPT, blobs, gpt_batch
     vt.manual_seed(0)
     x, y = blobs()
     x, y = x.cuda(), y.cuda()
