@@ -172,3 +172,12 @@ def test_only_needed_grads(device):
     (a @ b).sum().backward()
     assert b.grad is None
     assert_close(a.grad, np.ones((3, 2)) @ b.cpu().numpy().T)
+
+
+def test_keyword_binding_errors():
+    x, w = vt.randn(2, 3), vt.randn(4, 3)
+    with pytest.raises(TypeError, match="missing required argument 'weight'"):
+        vt.linear(x)
+    with pytest.raises(TypeError, match="multiple values for argument 'weight'"):
+        vt.linear(x, w, weight=w)
+    assert tuple(vt.linear(input=x, weight=w).shape) == (2, 4)
