@@ -112,13 +112,13 @@ def _(ctx, g):
 
 # ------------------------------------------------------------------ maximum / minimum
 @defop("maximum", promote="default", save=(0, 1))
-@f32
+@f32(quiet=False)
 def maximum(a, b):
     return _xp(a, b).maximum(a, b)
 
 
 @defop("minimum", promote="default", save=(0, 1))
-@f32
+@f32(quiet=False)
 def minimum(a, b):
     return _xp(a, b).minimum(a, b)
 

@@ -28,7 +28,7 @@ def _compare(name, ufunc):
     def kernel(a, b):
         return getattr(_xp(a, b), ufunc)(a, b)
     kernel.__name__ = name
-    return defop(name, promote="default")(f32(kernel))
+    return defop(name, promote="default")(f32(kernel, quiet=False))
 
 
 eq = _compare("eq", "equal")
@@ -51,7 +51,7 @@ def _logical(name, ufunc):
     def kernel(a, b):
         return getattr(_xp(a, b), ufunc)(_truth(a), _truth(b))
     kernel.__name__ = name
-    return defop(name)(f32(kernel))
+    return defop(name)(f32(kernel, quiet=False))
 
 
 logical_and = _logical("logical_and", "logical_and")
@@ -78,7 +78,7 @@ def _bitwise(name, ufunc):
         _need_int(name, a, b)
         return getattr(_xp(a, b), ufunc)(a, b)
     kernel.__name__ = name
-    return defop(name, promote="default")(f32(kernel))
+    return defop(name, promote="default")(f32(kernel, quiet=False))
 
 
 bitwise_and = _bitwise("bitwise_and", "bitwise_and")
@@ -206,7 +206,7 @@ def clip(input, min=None, max=None):
 
 
 @defop("_clamp", save=(0, 1, 2))
-@f32
+@f32(quiet=False)
 def _clamp(a, lo, hi):
     xp = xp_of(a)
     out = a

@@ -26,35 +26,39 @@ def bcast_error(name, *xs):
     broadcast_shapes(name, *[tuple(shape_of(x)) for x in xs])
 
 
-def f32(fn):
+def f32(fn=None, *, quiet=True):
     """Kernel decorator: float16/bfloat16 arrays are computed in float32 and the result cast back
     (PyTorch does the same: numpy's half math is slow and ml_dtypes' bfloat16 lacks most ufuncs).
-    Also silences numpy's floating-point warnings (PyTorch returns inf/nan silently)."""
+    ``quiet``: silence numpy's floating-point warnings (PyTorch returns inf/nan silently); kernels that
+    cannot produce them pass ``quiet=False`` and skip the errstate cost."""
+    if fn is None:
+        return lambda f: f32(f, quiet=quiet)
     name = fn.__name__
 
     @functools.wraps(fn)
     def k(*args, **kwargs):
         half = None
-        conv = []
         for x in args:
             dt = getattr(x, "dtype", None)
-            if dt is not None and is_half(dt) and hasattr(x, "astype"):
+            if dt is not None and dt.itemsize == 2 and dt.kind in "fV":
                 half = dt
-                x = x.astype(_F32)
-            conv.append(x)
-        with np.errstate(all="ignore"):
-            try:
+                break
+        try:
+            if half is None:
+                if not quiet:
+                    return fn(*args, **kwargs)
+                with np.errstate(all="ignore"):
+                    return fn(*args, **kwargs)
+            conv = [x.astype(_F32) if hasattr(x, "astype") and is_half(x.dtype) else x for x in args]
+            with np.errstate(all="ignore"):
                 out = fn(*conv, **kwargs)
-            except ValueError as e:
-                if "broadcast" in str(e):
-                    bcast_error(name.strip("_"), *[a for a in args if hasattr(a, "shape")])
-                raise
-        if half is not None:
-            if isinstance(out, tuple):
-                return tuple(o.astype(half) if o.dtype == _F32 else o for o in out)
-            if out.dtype == _F32:
-                return out.astype(half)
-        return out
+        except ValueError as e:
+            if "broadcast" in str(e):
+                bcast_error(name.strip("_"), *[a for a in args if hasattr(a, "shape")])
+            raise
+        if isinstance(out, tuple):
+            return tuple(o.astype(half) if o.dtype == _F32 else o for o in out)
+        return out.astype(half) if out.dtype == _F32 else out
     return k
 
 

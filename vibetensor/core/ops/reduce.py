@@ -197,6 +197,10 @@ def norm(a, p="fro", dim=None, keepdim=False, dtype=None):
 
 @norm.def_backward
 def _(ctx, g):
+    return _grad_like(_norm_grad(ctx, g), ctx.args[0])
+
+
+def _norm_grad(ctx, g):
     a = ctx.args[0]
     p = _norm_p(arg(ctx, 1, "p", "fro"))
     ax = axes("norm", arg(ctx, 2, "dim"), a.ndim)
