@@ -132,7 +132,7 @@ class AccumulateGrad:
     def __init__(self, t):
         import weakref
         self.variable = weakref.ref(t)
-        self.seq = -1
+        self.seq = 1 << 62  # popped first once ready: leaves accumulate (and DDP hooks fire) during backward
         self.pre_hooks = None
         self.next = ()
         self.n_out = 1
