@@ -1,0 +1,2 @@
+"""``vt.utils``: data loading (``vt.utils.data``)."""
+from . import data  # noqa: F401
