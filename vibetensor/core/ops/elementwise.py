@@ -10,8 +10,7 @@ from __future__ import annotations
 from .. import dtype as _dt
 from ..dispatcher import defop
 from ._util import V, xp_of
-from .elementwise_util import (bcast_error, binary_grads, check_int_zero_div, f32, int_kind, is_bool, no_bools,
-                              zeros_for)
+from .elementwise_util import bcast_error, binary_grads, check_int_zero_div, f32, int_kind, no_bools, zeros_for
 from ...errors import DTypeError
 
 
@@ -61,9 +60,7 @@ def _(ctx, g):
 @defop("mul", promote="default", save=(0, 1))
 def mul(a, b):
     try:
-        if is_bool(a) and is_bool(b):
-            return a & b  # numpy bool * bool already is logical and; & is the fast path
-        return a * b
+        return a * b  # (bool * bool is logical and, as PyTorch)
     except ValueError:
         bcast_error("mul", a, b)
         raise
@@ -105,7 +102,7 @@ def divide(a, b, *, rounding_mode=None):
 
 
 def _zero_grads(ctx, g):
-    """Piecewise-constant ops (floor_divide, rounding): PyTorch returns zero gradients."""
+    """Piecewise-constant ops (floor_divide, div with rounding): PyTorch returns zero gradients."""
     out = []
     for x, need in zip([x for x in ctx.args if hasattr(x, "shape")], ctx.needs_input_grad):
         out.append(zeros_for(x) if need else None)
@@ -134,6 +131,10 @@ def _div_trunc(a, b):
     return xp.where(fix, q + 1, q).astype(q.dtype, copy=False)
 
 
+floor_divide.def_backward(_zero_grads)
+_div_trunc.def_backward(_zero_grads)
+
+
 @defop("neg")
 def neg(a):
     if a.dtype.kind == "b":
@@ -149,7 +150,3 @@ def _(ctx, g):
 
 # the rest of the elementwise set registers on import
 from . import elementwise_unary, elementwise_binary, elementwise_logic  # noqa: E402,F401
-
-for _op in (floor_divide, _div_trunc):
-    _op.def_backward(_zero_grads)
-del _op
