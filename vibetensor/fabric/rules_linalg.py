@@ -61,7 +61,42 @@ def linear(call):
         if has_b:
             ins[_pos(call, bias)].append(sel[2])
         outs.append(sel[3])
-    return Plan(ins, tuple(outs), local=_drop_bias_off_root(psum_axes) if has_b and psum_axes else None)
+    return Plan(ins, tuple(outs), local=_drop_bias_off_root(psum_axes) if has_b and psum_axes else None,
+                run=_empty_safe(call.op, _linear_empty))
+
+
+def _empty_safe(op, alt):
+    """Run ``op`` on a shard, or ``alt`` when an uneven layout left the shard an empty dim (the dense
+    kernels flatten with -1, which numpy cannot do for size-0 arrays)."""
+    def run(k, coords, b):
+        if any(isinstance(v, Tensor) and 0 in tuple(v.shape) for v in b.arguments.values()):
+            return alt(b.arguments)
+        return op(*b.args, **b.kwargs)
+    return run
+
+
+def _lead(t):
+    n = 1
+    for s in tuple(t.shape)[:-1]:
+        n *= s
+    return n
+
+
+def _linear_empty(a):
+    x, w, bias = a["input"], a["weight"], a["bias"]
+    y = V.matmul(V.reshape(x, (_lead(x), x.shape[-1])), V.transpose(w, 0, 1))
+    y = V.reshape(y, tuple(x.shape[:-1]) + (w.shape[0],))
+    return y if bias is None else y + bias
+
+
+def _linear_backward_empty(a):
+    g, x, w = a["g"], a["x"], a["w"]
+    g2 = V.reshape(g, (_lead(g), g.shape[-1]))
+    x2 = V.reshape(x, (_lead(x), x.shape[-1]))
+    gx = V.reshape(V.matmul(g2, w), tuple(x.shape)) if a["need_x"] else None
+    gw = V.matmul(V.transpose(g2, 0, 1), x2) if a["need_w"] else None
+    gb = V.sum(g2, 0) if a["need_b"] and a["bias_shape"] is not None else None
+    return gx, gw, gb
 
 
 @rule("linear_backward")
@@ -92,7 +127,15 @@ def linear_backward(call):
         ogx.append(sel[3])
         ogw.append(sel[4])
         ogb.append(sel[5])
-    return Plan(ins, [tuple(ogx), tuple(ogw), tuple(ogb)])
+    bs = call.arg("bias_shape")
+    if bs is not None and len(tuple(bs)) != 1:
+        raise Decline("bias of more than one dim")
+
+    def local(k, coords, b):  # the bias gradient has this shard's out features
+        if b.arguments["bias_shape"] is not None:
+            b.arguments["bias_shape"] = (b.arguments["g"].shape[-1],)
+    return Plan(ins, [tuple(ogx), tuple(ogw), tuple(ogb)], local=local,
+                run=_empty_safe(call.op, _linear_backward_empty))
 
 
 def _mm_dims(a, b):
@@ -252,3 +295,28 @@ def embedding_backward(call):
         ins[ii].append(sel[1])
         outs.append(sel[2])
     return Plan(ins, tuple(outs))
+
+
+@rule("dot", "mv", "outer")
+def vector_products(call):
+    a, b = call.args[0], call.args[1]
+    if a is b:
+        raise Decline("the same tensor on both sides")
+    ia, ib, outs = [], [], []
+    for m in range(call.mesh.ndim):
+        pa, pb = a._placements[m], b._placements[m]
+        if call.name == "outer":
+            sel = ((pa, R, Shard(0)) if isinstance(pa, Shard) else (R, pb, Shard(1)) if isinstance(pb, Shard)
+                   else (R, R, R))
+        elif call.name == "dot":
+            sel = (Shard(0), Shard(0), PSUM) if isinstance(pa, Shard) or isinstance(pb, Shard) else (R, R, R)
+        elif isinstance(pa, Shard) and pa.dim == 0:
+            sel = (pa, R, Shard(0))
+        elif (isinstance(pa, Shard) and pa.dim == 1) or isinstance(pb, Shard):
+            sel = (Shard(1), Shard(0), PSUM)
+        else:
+            sel = (R, R, R)
+        ia.append(sel[0])
+        ib.append(sel[1])
+        outs.append(sel[2])
+    return Plan([ia, ib] if call.dts[0] is a else [ib, ia], tuple(outs))

@@ -5,14 +5,14 @@ from .handler import Plan, rule
 from .spec import Partial, ReduceOp, Replicate, Shard
 
 POINTWISE = """
-add sub mul div true_divide divide floor_divide remainder fmod pow neg abs exp exp2 expm1 log log2 log10 log1p
+add sub _sub mul div true_divide divide floor_divide remainder fmod pow neg abs exp exp2 expm1 log log2 log10 log1p
 sqrt rsqrt sin cos tan asin acos atan atan2 sinh cosh tanh sigmoid relu gelu silu softplus sign floor ceil round
 trunc frac reciprocal square erf maximum minimum lerp addcmul addcdiv hypot logaddexp _where _clamp masked_fill
 eq ne lt le gt ge logical_and logical_or logical_xor logical_not isnan isinf isfinite isposinf isneginf isclose
 bitwise_and bitwise_or bitwise_xor bitwise_not nan_to_num to_dtype clone contiguous _div_trunc
 """.split()
 
-_LINEAR_ALL = {"add", "sub"}                           # linear when every tensor operand is Partial
+_LINEAR_ALL = {"add", "sub", "_sub"}                           # linear when every tensor operand is Partial
 _LINEAR_UNARY = {"neg", "clone", "contiguous"}
 _LINEAR_ONE = {"mul": None, "div": 0, "true_divide": 0, "divide": 0}  # one Partial operand (div: numerator)
 

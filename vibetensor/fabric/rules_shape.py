@@ -236,20 +236,15 @@ def cat(call):
     return Plan(ins, tuple(outs))
 
 
-@rule("getitem")
-def getitem(call):
-    """Basic indexing (ints, slices, None, ...) on unsharded dims keeps the shards."""
-    a = call.dts[0]
-    if len(call.dts) != 1 or call.args[0] is not a:
-        raise Decline("tensor indices")
-    idx = call.args[1]
+def basic_index_map(idx, n):
+    """For basic indexing (ints, slices, None, ...): (input dims indexed non-trivially, {input dim: output
+    dim}); None for advanced indexing."""
     idx = idx if isinstance(idx, tuple) else (idx,)
     if any(not (isinstance(i, (int, slice)) or i is None or i is Ellipsis) or isinstance(i, bool) for i in idx):
-        raise Decline("advanced (tensor/list/bool) indexing")
-    n = a.ndim
+        return None
     consumed = sum(1 for i in idx if i is not None and i is not Ellipsis)
     if consumed > n or sum(1 for i in idx if i is Ellipsis) > 1:
-        raise Decline("index does not fit the tensor")
+        return None
     full = []
     for i in idx:
         if i is Ellipsis:
@@ -258,9 +253,8 @@ def getitem(call):
             full.append(i)
     if Ellipsis not in idx:
         full.extend([slice(None)] * (n - consumed))
-    out_of = {}  # input dim -> output dim
+    out_of, touched = {}, set()
     d = j = 0
-    touched = set()
     for i in full:
         if i is None:
             j += 1
@@ -268,11 +262,24 @@ def getitem(call):
         if isinstance(i, int):
             touched.add(d)
         else:
-            if i != slice(None) and i != slice(None, None, None):
+            if i != slice(None):
                 touched.add(d)
             out_of[d] = j
             j += 1
         d += 1
+    return touched, out_of
+
+
+@rule("getitem")
+def getitem(call):
+    """Basic indexing (ints, slices, None, ...) on unsharded dims keeps the shards."""
+    a = call.dts[0]
+    if len(call.dts) != 1 or call.args[0] is not a:
+        raise Decline("tensor indices")
+    mp = basic_index_map(call.args[1], a.ndim)
+    if mp is None:
+        raise Decline("advanced (tensor/list/bool) indexing")
+    touched, out_of = mp
     ins, outs = [], []
     for p in a._placements:
         if isinstance(p, Shard) and p.dim not in touched:
@@ -285,6 +292,82 @@ def getitem(call):
             ins.append(p)
             outs.append(p)
     return Plan([ins], tuple(outs))
+
+
+@rule("index_grad")
+def index_grad(call):
+    """getitem's backward (zeros with ``g`` written at a basic index): shards of untouched dims stay."""
+    g = call.dts[0]
+    if len(call.dts) != 1 or call.args[0] is not g:
+        raise Decline("tensor indices")
+    shape = tuple(call.arg("shape"))
+    mp = basic_index_map(call.arg("idx"), len(shape))
+    if mp is None:
+        raise Decline("advanced indexing")
+    touched, out_of = mp
+    in_of = {j: d for d, j in out_of.items()}
+    ins, outs, sh = [], [], []
+    for p in g._placements:
+        d = in_of.get(p.dim) if isinstance(p, Shard) else None
+        if d is not None and d not in touched:
+            ins.append(p)
+            outs.append(Shard(d))
+            sh.append((p.dim, d))
+        else:
+            ins.append(Replicate() if isinstance(p, Shard) else p)
+            outs.append(Replicate() if isinstance(p, Shard) else p)
+
+    def local(k, coords, b):
+        s = list(shape)
+        for j, d in sh:
+            s[d] = b.arguments["g"].shape[j]
+        b.arguments["shape"] = tuple(s)
+    return Plan([ins], tuple(outs), local=local if sh else None)
+
+
+@rule("slice_backward")
+def slice_backward(call):
+    g = call.dts[0]
+    dim = call.arg("dim")
+    shape = tuple(call.arg("input_shape"))
+    ins, outs, sh = [], [], []
+    for p in g._placements:
+        if isinstance(p, Shard) and p.dim != dim % len(shape):
+            ins.append(p)
+            outs.append(p)
+            sh.append(p.dim)
+        else:
+            ins.append(Replicate() if isinstance(p, Shard) else p)
+            outs.append(Replicate() if isinstance(p, Shard) else p)
+
+    def local(k, coords, b):
+        s = list(shape)
+        for d in sh:
+            s[d] = b.arguments["g"].shape[d]
+        b.arguments["input_shape"] = tuple(s)
+    return Plan([ins], tuple(outs), local=local if sh else None)
+
+
+@rule("_index_grad")
+def minmax_grad(call):
+    """max/min(dim) backward: zeros with ``g`` at the arg-extreme; shards of other dims stay."""
+    a, g = call.args[0], call.args[1]
+    n = a.ndim
+    dim, keep = call.arg("dim") % max(n, 1), call.arg("keepdim")
+    ia, ig, outs = [], [], []
+    for pa, pg in zip(a._placements, g._placements):
+        sd = pa.dim if isinstance(pa, Shard) else None
+        if sd is None and isinstance(pg, Shard):
+            sd = pg.dim + (1 if not keep and pg.dim >= dim else 0)
+        if sd is not None and sd != dim:
+            ia.append(Shard(sd))
+            ig.append(Shard(sd - (1 if not keep and sd > dim else 0)))
+            outs.append(Shard(sd))
+        else:
+            ia.append(Replicate())
+            ig.append(Replicate())
+            outs.append(Replicate())
+    return Plan([ia, ig] if call.dts[0] is a else [ig, ia], tuple(outs))
 
 
 def _unused(*a):  # keep linters quiet about chunk_sizes import used by callers
