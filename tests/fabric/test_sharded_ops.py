@@ -235,3 +235,13 @@ def test_inplace_update_keeps_layout(cpu_devices):
     assert float(p.detach().abs().sum()) == 0.0
     with pytest.raises(vt.AutogradError, match="no_grad"):
         p.add_(1.0)
+
+
+@pytest.mark.parametrize("pl", [S0, S1])
+def test_attention_sharded_over_batch_or_heads(cpu_devices, pl):
+    q, k, v = rn(2, 4, 5, 3), rn(2, 4, 6, 3), rn(2, 4, 6, 3)
+    mask = rn(5, 6)
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), [q, k, v], [[pl]] * 3,
+          grad=(0, 1, 2), out_placements=[pl])
+    check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m), [q, k, v, mask],
+          [[pl]] * 3 + [[R]], grad=(0, 1, 2, 3), out_placements=[pl])

@@ -320,3 +320,72 @@ def vector_products(call):
         ib.append(sel[1])
         outs.append(sel[2])
     return Plan([ia, ib] if call.dts[0] is a else [ib, ia], tuple(outs))
+
+
+def _attn_axes(call, q, tensors):
+    """Per mesh axis: a leading (batch/head) dim of ``q`` sharded in q/k/v with equal sizes, or None."""
+    n = q.ndim
+    picks = []
+    for m in range(call.mesh.ndim):
+        pick = None
+        for t in tensors[:3]:
+            p = t._placements[m]
+            if isinstance(p, Shard) and t.ndim == n and p.dim < n - 2:
+                d = p.dim
+                if all(u.ndim == n and u.shape[d] == q.shape[d] for u in tensors[:3]):
+                    pick = d
+                    break
+        picks.append(pick)
+    return picks
+
+
+def _aligned(t, n, d, size):
+    """Placement for an attention-mask-like tensor aligned to the right of an n-d query."""
+    j = d - (n - t.ndim)
+    if j >= 0 and t.shape[j] == size:
+        return Shard(j), True
+    return R, False
+
+
+@rule("_scaled_dot_product_attention")
+def sdpa(call):
+    q, k, v = call.arg("q"), call.arg("k"), call.arg("v")
+    extra = [t for t in (call.arg("attn_mask"), call.arg("dropout_mask")) if isinstance(t, Tensor)]
+    picks = _attn_axes(call, q, [q, k, v])
+    ins = {id(t): [] for t in call.dts}
+    outs = []
+    for m, d in enumerate(picks):
+        for t in (q, k, v):
+            ins[id(t)].append(Shard(d) if d is not None else R)
+        for t in extra:
+            ins[id(t)].append(_aligned(t, q.ndim, d, q.shape[d])[0] if d is not None else R)
+        outs.append(Shard(d) if d is not None else R)
+    return Plan([ins[id(t)] for t in call.dts], tuple(outs))
+
+
+@rule("scaled_dot_product_attention_backward")
+def sdpa_backward(call):
+    g, q, k, v = call.arg("g"), call.arg("q"), call.arg("k"), call.arg("v")
+    mask = call.arg("attn_mask")
+    extra = [t for t in (mask, call.arg("dropout_mask")) if isinstance(t, Tensor)]
+    picks = _attn_axes(call, q, [q, k, v])
+    ins = {id(t): [] for t in call.dts}
+    oq, ok, ov, om = [], [], [], []
+    for m, d in enumerate(picks):
+        for t in (g, q, k, v):
+            ins[id(t)].append(Shard(d) if d is not None else R)
+        mask_full = False
+        for t in extra:
+            pl, full = _aligned(t, q.ndim, d, q.shape[d]) if d is not None else (R, False)
+            ins[id(t)].append(pl)
+            if t is mask:
+                mask_full = full
+        for o in (oq, ok, ov):
+            o.append(Shard(d) if d is not None else R)
+        if d is None:
+            om.append(R)
+        elif isinstance(mask, Tensor) and mask_full:
+            om.append(Shard(d - (q.ndim - mask.ndim)))
+        else:
+            om.append(PSUM)
+    return Plan([ins[id(t)] for t in call.dts], [tuple(oq), tuple(ok), tuple(ov), tuple(om)])
