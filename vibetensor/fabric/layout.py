@@ -63,11 +63,31 @@ def move(t: Tensor, dev, why="") -> Tensor:
     """``t`` on ``dev`` (a recorded peer/host copy when it lives elsewhere)."""
     if t._device == dev:
         return t
+    if t._device.type == "cuda" and dev.type == "cuda":
+        _ensure_peer_access()
     multidev.sync(t._device)
     with no_grad():
         out = t.to(dev)
     record_copy(int(t._data.nbytes), t._device, dev, why)
     return out
+
+
+_peer_done = [False]
+
+
+def _ensure_peer_access():
+    """Enable peer access inside each clique once, before the first GPU-to-GPU copy."""
+    if _peer_done[0]:
+        return
+    _peer_done[0] = True
+    from .nvml import enable_peer_access
+    from .topology import topology
+    try:
+        enable_peer_access(topology("cuda"))
+    except Exception as e:  # noqa: BLE001 - copies still work (staged); say why once
+        _obs.counter_add("fabric.peer_access_errors")
+        if _obs.enabled():
+            _obs.record(_obs.EventKind.FABRIC_FALLBACK, "peer_access", extra={"reason": str(e)})
 
 
 def _slice(t: Tensor, offs, sizes) -> Tensor:
