@@ -141,18 +141,26 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    if t._is_sharded and device is None:  # a DTensor: shards of the same layout (vibetensor.fabric)
+        return t._like("zeros", dtype=dtype, requires_grad=requires_grad)
     return zeros(tuple(t.shape), dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def ones_like(t, dtype=None, device=None, requires_grad=False):
+    if t._is_sharded and device is None:  # a DTensor: shards of the same layout (vibetensor.fabric)
+        return t._like("ones", dtype=dtype, requires_grad=requires_grad)
     return ones(tuple(t.shape), dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def empty_like(t, dtype=None, device=None, requires_grad=False):
+    if t._is_sharded and device is None:  # a DTensor: shards of the same layout (vibetensor.fabric)
+        return t._like("empty", dtype=dtype, requires_grad=requires_grad)
     return empty(tuple(t.shape), dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    if t._is_sharded and device is None:
+        return t._like("full", fill_value, dtype=dtype, requires_grad=requires_grad)
     return full(tuple(t.shape), fill_value, dtype=dtype or t.dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
@@ -230,10 +238,14 @@ def randperm(n, *, generator=None, dtype=None, device=None):
 
 
 def rand_like(t, dtype=None, device=None, generator=None):
+    if t._is_sharded and device is None:
+        return t._like("rand", dtype=dtype, generator=generator)
     return rand(tuple(t.shape), dtype=dtype or t.dtype, device=device or t.device, generator=generator)
 
 
 def randn_like(t, dtype=None, device=None, generator=None):
+    if t._is_sharded and device is None:
+        return t._like("randn", dtype=dtype, generator=generator)
     return randn(tuple(t.shape), dtype=dtype or t.dtype, device=device or t.device, generator=generator)
 
 

@@ -148,6 +148,24 @@ class DTensor(Tensor):
             return self
         return redistribute_op(self, mesh, dst, self._placements)
 
+    def _like(self, kind, *args, dtype=None, requires_grad=False, **kw):
+        """``zeros_like``/``ones_like``/... of a DTensor: a DTensor of the same mesh and layout (Partial
+        becomes Replicate, so ``ones_like`` means ones). Random ones draw the whole tensor once."""
+        from ..core import factories as F
+        dt = dtype or self._dtype
+        pl = _grad_placements(self._placements)
+        with no_grad():
+            if kind in ("zeros", "ones", "empty", "full"):
+                locs = [getattr(F, kind)(layout.local_shape(self._meta.shape, self._mesh, pl, self._mesh.coords(k)),
+                                         *args, dtype=dt, device=dev) for k, dev in enumerate(self._mesh.devices)]
+            else:
+                full = getattr(F, kind)(self._meta.shape, dtype=dt, device=self._mesh.devices[0], **kw)
+                locs = layout.split(full, self._mesh, pl, why=f"{kind}_like")
+        out = DTensor._new(locs, self._mesh, pl, self._meta.shape, dt)
+        if requires_grad:
+            out.requires_grad_(True)
+        return out
+
     # ---- Tensor overrides that touch storage
     def detach(self):
         t = DTensor._new([x.detach() for x in self._local], self._mesh, self._placements, self._meta.shape,
