@@ -245,3 +245,21 @@ def test_attention_sharded_over_batch_or_heads(cpu_devices, pl):
           grad=(0, 1, 2), out_placements=[pl])
     check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m), [q, k, v, mask],
           [[pl]] * 3 + [[R]], grad=(0, 1, 2, 3), out_placements=[pl])
+
+
+@pytest.mark.parametrize("red", ["mean", "sum", "none"])
+def test_losses_sharded_over_batch(cpu_devices, red):
+    x = rn(7, 5)
+    t = np.random.randint(0, 5, size=7)
+    t[2] = -100   # ignored
+    want = {"mean": PS, "sum": PS, "none": S0}[red]
+    check(lambda x, t: F.cross_entropy(x, t, reduction=red), [x, t], [[S0], [S0]], grad=(0,), ints=(1,),
+          out_placements=[want])
+    w = np.abs(rn(5)) + 0.1
+    check(lambda x, t, w: F.cross_entropy(x, t, weight=w, reduction=red, label_smoothing=0.1), [x, t, w],
+          [[S0], [R], [R]], grad=(0,), ints=(1,), out_placements=[want])
+    check(lambda x, t: F.cross_entropy(x, t.softmax(-1), reduction=red), [x, rn(7, 5)], [[S0], [S0]],
+          grad=(0, 1), out_placements=[want])
+    check(lambda x, t: F.mse_loss(x, t, reduction=red), [x, rn(7, 5)], [[S0], [S0]], grad=(0, 1),
+          out_placements=[want])
+    check(lambda x, t: F.mse_loss(x, t, reduction=red), [x, rn(7, 5)], [[S1], [S1]], grad=(0, 1))

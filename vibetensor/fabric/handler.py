@@ -303,8 +303,10 @@ def inplace(t: DTensor, name: str, args, kwargs):
 
 
 def _write(t, locs):
+    from ..core import backend as _be
     for x, r in zip(t._local, locs):
-        x._data[...] = r._data.astype(x._data.dtype, copy=False)
+        with _be.device_guard(x._device):
+            x._data[...] = r._data.astype(x._data.dtype, copy=False)
         x._vc.v += 1
 
 

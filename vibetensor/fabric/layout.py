@@ -96,6 +96,11 @@ def _slice(t: Tensor, offs, sizes) -> Tensor:
     return Tensor._make(a, t._device)
 
 
+def _copy_on(t: Tensor, dev) -> Tensor:
+    with _be.device_guard(dev):  # CuPy copies onto the current device
+        return Tensor._make(t._data.copy(), dev)
+
+
 def _zeros_like_shape(t: Tensor, shape, dev):
     xp = _be.xp_for(dev)
     with _be.device_guard(dev):
@@ -117,7 +122,7 @@ def split(t: Tensor, mesh, placements, why="distribute") -> list:
             continue
         piece = _slice(t, offs, sizes)
         if dev == t._device:
-            out.append(Tensor._make(piece._data.copy(), dev))
+            out.append(_copy_on(piece, dev))
         else:
             out.append(move(piece, dev, why))
     return out
@@ -189,7 +194,7 @@ def redistribute_locals(locals_: list, gshape, mesh, src, dst) -> list:
                 out.append(_zeros_like_shape(t, ds, t._device))
             else:
                 piece = _slice(t, [a - b for a, b in zip(do, so)], ds)
-                out.append(Tensor._make(piece._data.copy(), t._device))
+                out.append(_copy_on(piece, t._device))
         return out
     full = join(locals_, mesh, src)
     return split(full, mesh, dst, why="redistribute")
