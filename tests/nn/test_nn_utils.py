@@ -71,3 +71,13 @@ def test_parameters_vector_round_trip():
     assert isinstance(vps[0], nn.Parameter) and tuple(vps[2].shape) == (2, 3, 2)
     with pytest.raises(vt.ShapeError, match="hold 29 elements"):
         nn.utils.vector_to_parameters(vt.zeros(5), vps)
+
+
+@pytest.mark.parametrize("dtype", [vt.float16, vt.bfloat16])
+def test_clip_grad_norm_half_grads_do_not_overflow(dtype):
+    g = np.full((64,), 300.0)  # squares (90000) overflow float16
+    p = nn.Parameter(vt.zeros(64, dtype=dtype))
+    p.grad = vt.tensor(g).to(dtype)
+    n = nn.utils.clip_grad_norm_([p], 1.0)
+    assert n.dtype == dtype and n.item() == pytest.approx(2400.0, rel=1e-2)
+    np.testing.assert_allclose(p.grad.float().numpy(), g / 2400.0, rtol=1e-2)
