@@ -124,8 +124,8 @@ def init_process_group(backend="auto", timeout=None, rank=None, world_size=None,
             devices = [_as_device(device_id)]
         if b == "auto":
             b = _auto_backend(env_world, world_size, devices)
-        if b == "local":
-            _world = _init_local(devices, rank, world_size, tmo)
+        if b == "local" or (b == "nccl" and env_world == 1 and devices is not None and len(devices) > 1):
+            _world = _init_local(devices, rank, world_size, tmo, nccl=(b == "nccl"))
         else:
             _world = _init_mpi(b, info, rank, world_size, devices, tmo)
         _info = info
@@ -148,7 +148,7 @@ def _auto_backend(env_world, world_size, devices):
     return "mpi" if "mpi4py.MPI" in sys.modules else "local"
 
 
-def _init_local(devices, rank, world_size, tmo):
+def _init_local(devices, rank, world_size, tmo, nccl=False):
     if devices is None:
         from ..core import backend as _be
         devs = cpu_devices()
@@ -163,7 +163,12 @@ def _init_local(devices, rank, world_size, tmo):
         raise ValueError(f"init_process_group(backend='local'): world_size={world_size} but {len(devs)} devices "
                          f"({', '.join(map(str, devs))}); set VT_CPU_DEVICES or pass devices=")
     from .transport.local import LocalTransport
-    return ProcessGroup("world", "local", LocalTransport(devs), timeout=tmo)
+    factory = None
+    if nccl:  # one process driving several GPUs through NCCL (ncclCommInitAll + group calls)
+        from .transport.nccl import make_nccl
+        factory = make_nccl
+    return ProcessGroup("world", "nccl" if nccl else "local", LocalTransport(devs), timeout=tmo,
+                        device_transport_factory=factory)
 
 
 def _device_for(b, info, devices):
@@ -231,9 +236,13 @@ def new_group(ranks=None, timeout=None, backend=None):
     ranks outside ``ranks`` get NON_GROUP_MEMBER."""
     global _new_group_count
     world = _require()
-    if backend is not None and str(backend).lower() not in (world.backend, "auto"):
-        raise NotImplementedError(f"new_group(backend={backend!r}) differing from the default group's "
-                                  f"{world.backend!r} is not supported")
+    b = world.backend if backend is None else str(backend).lower()
+    if b not in (world.backend, "auto"):
+        if world._side is None or b not in ("mpi", "nccl", "ipc"):
+            raise NotImplementedError(f"new_group(backend={backend!r}) over a {world.backend!r} default group: only "
+                                      f"mpi, nccl and ipc groups can be made from an MPI world")
+    elif b == "auto":
+        b = world.backend
     n = world.size()
     ranks = list(range(n)) if ranks is None else sorted(int(r) for r in ranks)
     if not ranks or len(set(ranks)) != len(ranks) or ranks[0] < 0 or ranks[-1] >= n:
@@ -245,7 +254,8 @@ def new_group(ranks=None, timeout=None, backend=None):
     if world._side is None:  # local: a subset of this process's devices
         from .transport.local import LocalTransport
         devs = world._host.devices()
-        g = ProcessGroup(name, "local", LocalTransport([devs[r] for r in ranks]), timeout=tmo)
+        g = ProcessGroup(name, world.backend, LocalTransport([devs[r] for r in ranks]), timeout=tmo,
+                         device_transport_factory=world._dev_factory)
         _groups.append(g)
         return g
     from .. import _env
@@ -259,7 +269,10 @@ def new_group(ranks=None, timeout=None, backend=None):
     sub = admin.Create_group(admin.Get_group().Incl(ranks))
     if comm.Get_rank() not in ranks:
         return NON_GROUP_MEMBER
-    g = _make_mpi_group(name, world.backend, sub, ranks, tmo, world._device)
+    dev = world._device
+    if dev is None and b in ("nccl", "ipc"):
+        dev = _device_for(b, _info, None)
+    g = _make_mpi_group(name, b, sub, ranks, tmo, dev)
     _groups.append(g)
     return g
 

@@ -111,11 +111,13 @@ class ProcessGroup:
                 raise CollectiveError(f"{opname}: group {self.name!r} (local) drives {self._host.devices()}; got a "
                                       f"tensor on {dev}: move it to the group's devices")
             check_devices(ts, self._host.devices(), opname, self.backend)
-            return self._host
-        if self._device is not None:
-            check_devices(ts, [self._device], opname, self.backend)
-        if self._dev_factory is None:
-            return self._host  # mpi backend: CUDA-aware MPI or staged through pinned host memory
+            if self._dev_factory is None:
+                return self._host  # peer copies between this process's GPUs
+        else:
+            if self._device is not None:
+                check_devices(ts, [self._device], opname, self.backend)
+            if self._dev_factory is None:
+                return self._host  # mpi backend: CUDA-aware MPI or staged through pinned host memory
         with self._lock:
             if self._dev_transport is None:
                 self._dev_transport = self._dev_factory(self, ts[0].device)
@@ -240,8 +242,8 @@ class ProcessGroup:
         algo = algorithm
         if algo == "auto":
             algo = tuning.pick(tr.name, tr.size, ts[0].nbytes)
-        if algo == "native" and not hasattr(tr, "native_allreduce"):
-            algo = "ring"
+        if algo == "native" and tr.name == "ipc":
+            algo = "ring"  # CUDA IPC has no library collective: our ring is its native all_reduce
 
         def body(wait):
             fl = [Flat(x) for x in ts]

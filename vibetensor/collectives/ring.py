@@ -67,6 +67,7 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
     pos = {r: i for i, r in enumerate(order)}
     itemsize = bufs[0].dtype.itemsize
     seg_bytes = segment_bytes or SEGMENT_BYTES
+    seg_bytes = min(seg_bytes, getattr(transport, "max_segment_bytes", seg_bytes))  # ipc: its slot size
     depth = max(1, depth or DEPTH)
     nseg = max(1, -(-(N // n) * itemsize // seg_bytes))
     max_seg = -(-(-(-N // n)) // nseg) + 1
@@ -77,7 +78,7 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
     for li, r in enumerate(transport.local_ranks):
         p = pos[r]
         ntmp = min(depth, steps * nseg) if "rs" in phases else 0
-        tmps = [transport.alloc(li, max_seg, bufs[li].dtype) for _ in range(ntmp)]
+        tmps = [transport.alloc(li, max_seg, bufs[li].dtype, like=bufs[li]) for _ in range(ntmp)]
         locs.append((li, p, order[(p + 1) % n], order[(p - 1) % n], tmps))
     scale_last = 1.0 / n if op is ReduceOp.AVG else None
 
@@ -111,8 +112,8 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
             handles[posted] = transport.post_sendrecv(items) if items else None
             posted += 1
         h = handles.pop(done)
-        if h is not None:
-            wait(h)
+        if h is not None and not getattr(h, "stream_ordered", False):
+            wait(h)  # stream-ordered transports (NCCL) queue the reduction behind the transfer instead
         s, j = divmod(done, nseg)
         if s < steps:
             last = s == steps - 1
@@ -122,3 +123,4 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
                     transport.reduce_into(li, bufs[li][b0:b1], tmps[done % len(tmps)][:b1 - b0], op,
                                           scale_last if last else None)
         done += 1
+    wait(transport.fence())

@@ -80,7 +80,12 @@ class Transport:
         """``dst = op(dst, src)`` (then ``* scale`` when given); on GPU one fused kernel."""
         raise NotImplementedError
 
-    def alloc(self, local: int, n: int, np_dtype):
+    def fence(self) -> Handle:
+        """Complete when everything this transport queued (the ring's last reductions) is done and
+        visible to the caller's streams. Host transports are always there."""
+        return DONE
+
+    def alloc(self, local: int, n: int, np_dtype, like=None):
         raise NotImplementedError
 
     def devices(self) -> list:

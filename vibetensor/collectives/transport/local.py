@@ -38,7 +38,7 @@ class LocalTransport(Transport):
     def devices(self):
         return list(self._devices)
 
-    def alloc(self, local, n, np_dtype):
+    def alloc(self, local, n, np_dtype, like=None):
         d = self._devices[local]
         if d.type == "cuda":
             cp = _be.cupy_module()

@@ -127,10 +127,11 @@ class MPITransport(Transport):
             arr.get(out=host)
         return host, (lambda: arr.set(host))
 
-    def alloc(self, local, n, np_dtype):
-        dev = self.devices()[0]
-        if dev.type == "cuda":
-            return _be.cupy_module().empty((n,), dtype=np_dtype)
+    def alloc(self, local, n, np_dtype, like=None):
+        if like is not None and _be.is_cuda_array(like):  # CUDA tensors over MPI (staged or CUDA-aware)
+            cp = _be.cupy_module()
+            with cp.cuda.Device(like.device.id):
+                return cp.empty((n,), dtype=np_dtype)
         return np.empty((n,), dtype=np_dtype)
 
     def reduce_into(self, local, dst, src, op, scale=None):
