@@ -44,13 +44,17 @@ def build(mod, opt, kind):
         return mod.CosineAnnealingLR(opt, T_max=7, eta_min=0.001)
     if kind == "linear":
         return mod.LinearLR(opt, start_factor=0.1, end_factor=1.0, total_iters=4)
+    if kind == "multistep":
+        return mod.MultiStepLR(opt, milestones=[2, 5, 5, 9], gamma=0.5)
+    if kind == "constant":
+        return mod.ConstantLR(opt, factor=0.25, total_iters=4)
     if kind == "warmup_cosine":
         return mod.SequentialLR(opt, [mod.LinearLR(opt, start_factor=0.01, total_iters=5),
                                       mod.CosineAnnealingLR(opt, T_max=20, eta_min=1e-4)], milestones=[5])
     raise AssertionError(kind)
 
 
-KINDS = ["lambda", "lambda_list", "step", "exp", "cosine", "linear", "warmup_cosine"]
+KINDS = ["lambda", "lambda_list", "step", "exp", "cosine", "linear", "multistep", "constant", "warmup_cosine"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -62,7 +66,7 @@ def test_lr_sequence_matches_torch(kind):
         assert v == pytest.approx(t, rel=1e-12, abs=1e-15)
 
 
-@pytest.mark.parametrize("kind", ["step", "cosine", "warmup_cosine", "lambda"])
+@pytest.mark.parametrize("kind", ["step", "cosine", "warmup_cosine", "lambda", "multistep"])
 def test_state_dict_resume(kind, tmp_path):
     vo, to = opts()
     vs, ts = build(vls, vo, kind), build(torch.optim.lr_scheduler, to, kind)
@@ -105,3 +109,21 @@ def test_scheduler_errors():
     vo2, _ = opts()
     with pytest.raises(KeyError, match="initial_lr"):
         vls.StepLR(vo2, 3, last_epoch=4)
+
+
+def test_reduce_lr_on_plateau_matches_torch(tmp_path):
+    vo, to = opts()
+    kw = dict(mode="min", factor=0.5, patience=2, threshold=0.01, cooldown=1, min_lr=[0.01, 0.004])
+    vs, ts = vls.ReduceLROnPlateau(vo, **kw), torch.optim.lr_scheduler.ReduceLROnPlateau(to, **kw)
+    metrics = [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]
+    for i, m in enumerate(metrics):
+        vs.step(vt.tensor(m))
+        ts.step(m)
+        assert vs.get_last_lr() == pytest.approx(ts.get_last_lr()), i
+        if i == 7:
+            vt.save(vs.state_dict(), tmp_path / "p.st")
+            vs = vls.ReduceLROnPlateau(vo, **kw)
+            vs.load_state_dict(vt.load(tmp_path / "p.st"))
+    assert vs.get_last_lr() == pytest.approx([0.0125, 0.004])  # reduced three times, floored by min_lr
+    with pytest.raises(ValueError, match="factor"):
+        vls.ReduceLROnPlateau(vo, factor=1.5)
