@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import threading
 import sys
@@ -42,8 +43,8 @@ def test_events_are_frozen_typed_and_carry_fields():
         ("world", 3, "sum", "float32", 10, 40, "cpu:0")
     assert e.extra == {"flavour": "x"}
     assert abs(e.ts_wall_ns - time.time_ns()) < 60e9
-    with pytest.raises(Exception):
-        e.seq = 5  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.seq = 5
     assert Event.from_dict(json.loads(json.dumps(e.to_dict()))) == e
     with pytest.raises(ValueError):
         record("not_a_kind", "x")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _STATE_OF_KIND = {"collective_enqueue": "enqueued", "collective_start": "started",
                   "collective_complete": "completed", "collective_timeout": "timeout",
@@ -91,7 +91,8 @@ class Report:
     def lines(self) -> list[str]:
         out = list(self.notes)
         if self.missing_ranks:
-            out.append(f"no dump from {_ranks_word(self.missing_ranks)} (expected ranks 0-{max(self.ranks + self.missing_ranks)}): "
+            last = max(self.ranks + self.missing_ranks)
+            out.append(f"no dump from {_ranks_word(self.missing_ranks)} (expected ranks 0-{last}): "
                        "it may have exited or crashed before writing one")
         for g in self.groups:
             out.extend(g.lines)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import linecache
+import operator
 import os
 import sys
 import threading
@@ -113,7 +114,11 @@ class _Ring:
     __slots__ = ("capacity", "slots")
 
     def __init__(self, capacity: int):
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0:
+        try:
+            capacity = operator.index(capacity)  # ints and numpy integers; not floats or bools-as-text
+        except TypeError:
+            capacity = None
+        if capacity is None or capacity <= 0:
             raise ValueError(f"event ring capacity must be a positive integer, got {capacity!r} "
                              "(set VT_EVENTS_CAPACITY or call set_capacity with e.g. 2000)")
         self.capacity = capacity
