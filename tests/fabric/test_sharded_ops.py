@@ -219,6 +219,16 @@ def test_plain_tensor_joins_as_replicate(cpu_devices):
     np.testing.assert_allclose(out.full_tensor().numpy(), a + 1)
     with pytest.raises(ValueError, match="different meshes"):
         d + distribute_tensor(vt.tensor(a, dtype=vt.float64), init_device_mesh("cpu", (2,)), [S0])
+    with pytest.raises(ValueError, match="Distribute it first"):
+        d * vt.ones(3, dtype=vt.float64, requires_grad=True)
+    with pytest.raises(vt.DeviceMismatchError, match="plain tensor on"):
+        _cuda_plain(d)
+
+
+def _cuda_plain(d):
+    from vibetensor.core.tensor import Tensor
+    fake = Tensor._make(np.ones(3), vt.Device("cuda", 0))   # never computed on: only its device is read
+    return d + fake
 
 
 def test_inplace_update_keeps_layout(cpu_devices):

@@ -174,19 +174,23 @@ class DTensor(Tensor):
         t._base = self if self._base is None else self._base
         return t
 
+    def _full_nograd(self):
+        with no_grad():
+            return self.full_tensor()
+
     def item(self):
-        return self.full_tensor().detach().item()
+        return self._full_nograd().item()
 
     def tolist(self):
-        return self.full_tensor().detach().tolist()
+        return self._full_nograd().tolist()
 
     def __array__(self, dtype=None, copy=None):
-        return self.full_tensor().detach().__array__(dtype)
+        return self._full_nograd().__array__(dtype)
 
     def numpy(self, *, force=False):
         if self.requires_grad and not force:
             raise RuntimeError("can't call numpy() on a tensor that requires grad; use t.detach().numpy()")
-        return self.full_tensor().detach().numpy()
+        return self._full_nograd().numpy()
 
     def data_ptr(self):
         raise RuntimeError("a DTensor has one buffer per device; use t.to_local() and data_ptr() of a shard")
@@ -427,3 +431,6 @@ def from_local(local_tensors, device_mesh: DeviceMesh, placements) -> DTensor:
         raise ValueError(f"from_local: shard shapes {got} do not match a torch.chunk layout of global shape "
                          f"{tuple(out.shape)} for {list(pl)} (expected {exp})")
     return out
+
+
+DTensor.from_local = staticmethod(from_local)

@@ -121,6 +121,10 @@ def _lift(op, mesh, args, kwargs):
     def f(t):
         if isinstance(t, DTensor):
             return t
+        if t.requires_grad:
+            raise ValueError(f"{op.name}: a plain tensor that requires grad (shape {tuple(t.shape)}) is mixed with "
+                             f"DTensors on {mesh}; its gradient would come back sharded. Distribute it first: "
+                             f"vt.fabric.distribute_tensor(t, mesh, [Replicate()] * {mesh.ndim})")
         if t._device.type != mesh.device_type:
             raise DeviceMismatchError(f"{op.name}: a DTensor on {mesh} is mixed with a plain tensor on {t._device}; "
                                       f"move the tensor to a {mesh.device_type} device or distribute it")
