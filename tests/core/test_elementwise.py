@@ -583,3 +583,12 @@ def test_reverse_operators_with_scalars(device):
                       (x // 2, a // 2), (x % -1.5, a % -1.5), (abs(x), np.abs(a))]:
         assert got.dtype is vt.float64
         np.testing.assert_allclose(got.cpu().numpy(), want)
+
+
+def test_erf_fallback_without_scipy_matches_math_erf():
+    import math
+    from vibetensor.core.ops.elementwise_unary import _erf_np
+    x = np.concatenate([np.linspace(-7, 7, 2001), [0.0, -0.0, np.inf, -np.inf, 0.84375, 1.25, 6.0]])
+    got = _erf_np(x.copy())
+    ref = np.array([math.erf(v) for v in x])
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-16)

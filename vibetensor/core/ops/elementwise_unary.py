@@ -101,6 +101,12 @@ def _horner(z, coeffs):
     return r
 
 
+try:  # scipy's erf is C speed; the fdlibm port below is the fallback without scipy
+    from scipy.special import erf as _scipy_erf
+except ImportError:  # pragma: no cover
+    _scipy_erf = None
+
+
 def erf_array(x):
     """erf over an array, vectorised (numpy: fdlibm's piecewise rational approximations, about 1 ulp in
     float64; CuPy: cupyx.scipy.special.erf)."""
@@ -108,6 +114,8 @@ def erf_array(x):
     if xp is not np:
         import cupyx.scipy.special as _sp  # optional GPU dependency, only reached with CuPy arrays
         return _sp.erf(x)
+    if _scipy_erf is not None:
+        return _scipy_erf(x)
     with np.errstate(all="ignore"):
         return _erf_np(np.asarray(x))
 
@@ -173,10 +181,19 @@ def gelu(a, approximate="none"):
 @gelu.def_backward
 def _(ctx, g):
     a = ctx.args[0]
-    if ctx.kwargs.get("approximate", ctx.args[1] if len(ctx.args) > 1 else "none") == "tanh":
-        t = V.tanh((a + a * a * a * 0.044715) * _K_TANH)
+    approx = ctx.kwargs.get("approximate", ctx.args[1] if len(ctx.args) > 1 else "none")
+    return V.gelu_backward(g, a, approx)
+
+
+@defop("gelu_backward")
+@f32
+def gelu_backward(g, a, approximate="none"):
+    """grad_input of gelu: one op, so CUDA runs it as one fused kernel (vibetensor.cuda.fused)."""
+    xp = _x(a)
+    if approximate == "tanh":
+        t = xp.tanh(_K_TANH * (a + 0.044715 * a * a * a))
         return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * _K_TANH * (1 + 3 * 0.044715 * a * a))
-    return g * (0.5 * (1 + V.erf(a * _SQRT1_2)) + a * V.exp(a * a * -0.5) * _INV_SQRT_2PI)
+    return g * (0.5 * (1 + erf_array(a * _SQRT1_2)) + a * xp.exp(a * a * -0.5) * _INV_SQRT_2PI)
 
 
 @defop("silu", save=(0,))

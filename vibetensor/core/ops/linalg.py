@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..dispatcher import defop
 from ...errors import DTypeError, ShapeError
+from ..backend import matmul as _bmatmul
 from ._util import V, broadcast_shapes, xp_of
 from .nn_common import positional, same_dtype, sum_to_arr, up_cpu
 
@@ -43,7 +44,7 @@ def _mm(a, b):
     """xp.matmul with CPU half -> float32."""
     xp = xp_of(a)
     a2, b2 = up_cpu(a), up_cpu(b)
-    out = xp.matmul(a2, b2)
+    out = _bmatmul(a2, b2)
     return out if a2 is a else out.astype(a.dtype)
 
 
@@ -61,17 +62,17 @@ def _matmul_grads(g, a, b, need_a, need_b):
     if need_a:
         if a_.ndim == 2 and g.ndim > 2:  # one GEMM over the flattened batch instead of matmul + sum
             bb = xp.broadcast_to(b_, g.shape[:-2] + b_.shape[-2:])
-            ga = xp.matmul(xp.moveaxis(g, -2, 0).reshape(g.shape[-2], -1),
+            ga = _bmatmul(xp.moveaxis(g, -2, 0).reshape(g.shape[-2], -1),
                            xp.moveaxis(bb, -2, 0).reshape(b_.shape[-2], -1).T)
         else:
-            ga = sum_to_arr(xp.matmul(g, xp.swapaxes(b_, -1, -2)), a_.shape)
+            ga = sum_to_arr(_bmatmul(g, xp.swapaxes(b_, -1, -2)), a_.shape)
         ga = ga.reshape(a.shape).astype(dt, copy=False)
     if need_b:
         if b_.ndim == 2 and g.ndim > 2:
             ab = xp.broadcast_to(a_, g.shape[:-2] + a_.shape[-2:])
-            gb = xp.matmul(ab.reshape(-1, a_.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+            gb = _bmatmul(ab.reshape(-1, a_.shape[-1]).T, g.reshape(-1, g.shape[-1]))
         else:
-            gb = sum_to_arr(xp.matmul(xp.swapaxes(a_, -1, -2), g), b_.shape)
+            gb = sum_to_arr(_bmatmul(xp.swapaxes(a_, -1, -2), g), b_.shape)
         gb = gb.reshape(b.shape).astype(dt, copy=False)
     return ga, gb
 
@@ -202,10 +203,10 @@ def linear(input, weight, bias=None):
     xp = xp_of(x)
     x2, w2 = up_cpu(x), up_cpu(w)
     if w.ndim == 1:
-        out = xp.matmul(x2, w2)
+        out = _bmatmul(x2, w2)
     else:
         lead = x.shape[:-1]
-        out = xp.matmul(x2.reshape(-1, x.shape[-1]), w2.T).reshape(lead + (w.shape[0],))
+        out = _bmatmul(x2.reshape(-1, x.shape[-1]), w2.T).reshape(lead + (w.shape[0],))
     if b is not None:
         out = out + up_cpu(b)
     return out if x2 is x else out.astype(x.dtype)
@@ -235,9 +236,9 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=N
     else:
         gf = g2.reshape(-1, w.shape[0])
         if need_x:
-            gx = xp.matmul(gf, w2).reshape(x.shape)
+            gx = _bmatmul(gf, w2).reshape(x.shape)
         if need_w:
-            gw = xp.matmul(gf.T, x2.reshape(-1, x.shape[-1]))
+            gw = _bmatmul(gf.T, x2.reshape(-1, x.shape[-1]))
         if need_b:
             gb = sum_to_arr(g2, bias_shape)
     return tuple(None if t is None else t.astype(dt, copy=False) for t in (gx, gw, gb))

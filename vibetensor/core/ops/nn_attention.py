@@ -15,6 +15,7 @@ import numpy as np
 
 from ..dispatcher import defop
 from ...errors import DTypeError, ShapeError
+from ..backend import matmul as _bmatmul
 from ._util import V, broadcast_shapes, xp_of
 from .nn_common import needs, pack, positional, require_float, same_dtype, sum_to_arr, up
 
@@ -61,7 +62,7 @@ def _expand_kv(k, v, q, enable_gqa):
 def _probs(qf, kf, mask, is_causal, sc):
     """Attention probabilities (float32 at least) with safe softmax."""
     xp = xp_of(qf)
-    s = xp.matmul(qf, xp.swapaxes(kf, -1, -2)) * sc
+    s = _bmatmul(qf, xp.swapaxes(kf, -1, -2)) * sc
     L, S = s.shape[-2], s.shape[-1]
     if is_causal:
         s = xp.where(xp.tril(xp.ones((L, S), dtype=bool)), s, -xp.inf)
@@ -90,7 +91,7 @@ def _sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=Non
     p = _probs(up(q), up(k2), attn_mask, is_causal, _scale(q, scale))
     if dropout_mask is not None:
         p = p * dropout_mask
-    return xp.matmul(p, up(v2)).astype(q.dtype, copy=False)
+    return _bmatmul(p, up(v2)).astype(q.dtype, copy=False)
 
 
 @_sdpa.def_backward
@@ -121,9 +122,9 @@ def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False
         return sum_to_arr(x, like.shape).astype(like.dtype, copy=False)
 
     if need_v:
-        gv = fold(xp.matmul(xp.swapaxes(pd, -1, -2), gf), v)
+        gv = fold(_bmatmul(xp.swapaxes(pd, -1, -2), gf), v)
     if need_q or need_k or need_mask:
-        dp = xp.matmul(gf, xp.swapaxes(vf, -1, -2))
+        dp = _bmatmul(gf, xp.swapaxes(vf, -1, -2))
         if dropout_mask is not None:
             dp = dp * dropout_mask
         ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
@@ -131,9 +132,9 @@ def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False
             gm = sum_to_arr(ds, attn_mask.shape).astype(attn_mask.dtype, copy=False)
         ds = ds * sc
         if need_q:
-            gq = sum_to_arr(xp.matmul(ds, kf), q.shape).astype(q.dtype, copy=False)
+            gq = sum_to_arr(_bmatmul(ds, kf), q.shape).astype(q.dtype, copy=False)
         if need_k:
-            gk = fold(xp.matmul(xp.swapaxes(ds, -1, -2), qf), k)
+            gk = fold(_bmatmul(xp.swapaxes(ds, -1, -2), qf), k)
     return gq, gk, gv, gm
 
 
