@@ -21,7 +21,8 @@ import numpy as np
 
 from .core import backend as _be
 from .core import dtype as _dt
-from .core.device import Device, device as _as_device
+from .core.device import Device
+from .core.device import device as _as_device
 from .core.tensor import Tensor
 from .errors import CheckpointError
 
@@ -209,6 +210,7 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
     compatibility; loading never executes code either way. Corrupt or truncated files raise CheckpointError.
     """
     import safetensors
+
     from .core.factories import from_numpy
     if hasattr(f, "read"):
         where = getattr(f, "name", "<file object>")

@@ -1,9 +1,9 @@
 """vt.nn: Module, Parameter, layers, and the ``functional``, ``init`` and ``utils`` namespaces
 (PyTorch names and semantics)."""
+from . import functional, init, utils  # noqa: F401
 from .module import Module  # noqa: F401
+from .modules import *
 from .parameter import Parameter  # noqa: F401
-from .modules import *  # noqa: F401,F403
-from . import functional, init, utils  # noqa: F401,E402
 
 
 def __getattr__(name):

@@ -8,7 +8,6 @@ are written here from other vt ops.
 from __future__ import annotations
 
 from ..core.dispatcher import ops
-from ..core.tensor import Tensor
 from ..errors import ShapeError
 
 V = ops.vt

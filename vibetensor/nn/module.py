@@ -256,7 +256,7 @@ class Module:
         for _, m in self.named_modules():
             yield m
 
-    def get_submodule(self, target: str) -> "Module":
+    def get_submodule(self, target: str) -> Module:
         if target == "":
             return self
         mod = self
@@ -494,7 +494,7 @@ class Module:
                 if v is not None and k not in m._non_persistent_buffers_set:
                     expected.add(p + k)
         missing = list(dict.fromkeys(missing))  # a shared module is visited under each of its names
-        unexpected = [k for k in state_dict.keys() if k not in expected]
+        unexpected = [k for k in state_dict if k not in expected]
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
