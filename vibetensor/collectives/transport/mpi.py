@@ -18,9 +18,15 @@ from . import reduce_kernels
 RING_TAG = 7001
 
 
+_MPI = None
+
+
 def mpi():
-    from mpi4py import MPI  # noqa: PLC0415 - optional dependency
-    return MPI
+    global _MPI
+    if _MPI is None:
+        from mpi4py import MPI  # noqa: PLC0415 - optional dependency, imported on first use
+        _MPI = MPI
+    return _MPI
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,7 +84,8 @@ class Requests(Handle):
     def test(self):
         if self.finished:
             return True
-        if self.reqs and not mpi().Request.Testall(self.reqs):
+        reqs = self.reqs
+        if reqs and not (reqs[0].Test() if len(reqs) == 1 else _MPI.Request.Testall(reqs)):
             return False
         if self.then is not None:
             self.then()

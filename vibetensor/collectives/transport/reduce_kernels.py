@@ -9,8 +9,8 @@ from ..types import ReduceOp
 
 _NP = {ReduceOp.SUM: np.add, ReduceOp.AVG: np.add, ReduceOp.PRODUCT: np.multiply, ReduceOp.MIN: np.minimum,
        ReduceOp.MAX: np.maximum}
-_CU_EXPR = {ReduceOp.SUM: "x + y", ReduceOp.AVG: "x + y", ReduceOp.PRODUCT: "x * y", ReduceOp.MIN: "min(x, y)",
-            ReduceOp.MAX: "max(x, y)"}
+_CU_EXPR = {ReduceOp.SUM: "x + y", ReduceOp.AVG: "x + y", ReduceOp.PRODUCT: "x * y", ReduceOp.MIN: "(x < y ? x : y)",
+            ReduceOp.MAX: "(x < y ? y : x)"}
 _kernels: dict = {}
 
 
