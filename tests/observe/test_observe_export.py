@@ -57,6 +57,7 @@ def test_chrome_trace_file_is_valid(tmp_path):
     (mk,) = _slices(trace, name="checkpoint")
     assert mk["ph"] == "i" and step["ts"] <= mk["ts"] <= step["ts"] + step["dur"]
     assert ar["tid"] != step["tid"]  # collectives get their own track per group
+    _assert_slices_nest(trace)
 
 
 def test_unfinished_span_is_open_begin_and_lost_begin_uses_duration():
@@ -91,3 +92,38 @@ def test_merge_aligns_ranks_on_wall_clock():
     w0, w1 = (dumps[r]["events"][0]["ts_wall_ns"] for r in range(2))
     assert abs((marks[1]["ts"] - marks[0]["ts"]) - (w1 - w0) / 1000.0) < 0.01
     assert min(e["ts"] for e in trace["traceEvents"] if e["ph"] != "M") == 0
+
+
+def _assert_slices_nest(trace):
+    by_track = {}
+    for e in trace["traceEvents"]:
+        if e["ph"] == "X":
+            by_track.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
+    for sl in by_track.values():
+        sl.sort(key=lambda x: (x[0], -x[1]))
+        stack = []
+        for a, b in sl:
+            while stack and stack[-1] <= a:
+                stack.pop()
+            assert not stack or b <= stack[-1] + 1e-3, f"slice {a}..{b} partially overlaps its parent"
+            stack.append(b)
+
+
+def test_overlapping_async_collectives_get_separate_lanes():
+    import time
+    t0 = collective.begin("world", 0, "all_reduce")
+    time.sleep(0.001)
+    t1 = collective.begin("world", 1, "all_gather")
+    time.sleep(0.001)
+    collective.end(t0)
+    time.sleep(0.001)
+    collective.end(t1)
+    tok = collective.begin("world", 2, "barrier")  # after both: back on the first lane
+    collective.end(tok)
+    trace = chrome_trace([obs.snapshot()])
+    x = {e["name"]: e for e in trace["traceEvents"] if e["ph"] == "X"}
+    assert x["all_reduce"]["tid"] != x["all_gather"]["tid"]
+    assert x["barrier"]["tid"] == x["all_reduce"]["tid"]
+    lanes = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert {"collectives: group world", "collectives: group world (concurrent 1)"} <= lanes
+    _assert_slices_nest(trace)

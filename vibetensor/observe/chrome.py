@@ -60,12 +60,15 @@ def _process(dump: dict, origin: int) -> list[dict]:
 
     gtids: dict = {}
 
-    def group_tid(group) -> int:
-        if group not in gtids:
-            gtids[group] = _GROUP_TID0 + len(gtids)
-            out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": gtids[group], "ts": 0,
-                        "cat": "__metadata", "args": {"name": f"collectives: group {group}"}})
-        return gtids[group]
+    def group_tid(group, lane: int = 0) -> int:
+        if (group, lane) not in gtids:
+            gtids[(group, lane)] = _GROUP_TID0 + len(gtids)
+            label = f"collectives: group {group}" + (f" (concurrent {lane})" if lane else "")
+            out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": gtids[(group, lane)], "ts": 0,
+                        "cat": "__metadata", "args": {"name": label}})
+        return gtids[(group, lane)]
+
+    coll_x: list = []  # collective slices; laid out on lanes at the end so overlapping ones never share one
 
     evs = sorted(dump.get("events", []), key=lambda e: e["seq"])
     end_of_trace = dump.get("wall_time_ns") or (max(map(_wall, evs)) if evs else origin)
@@ -86,8 +89,8 @@ def _process(dump: dict, origin: int) -> list[dict]:
                 args = _args(s or e)
                 args.update(_args(e))
                 args["state"] = _END_KINDS[kind]
-                out.append({**base, "cat": "collective", "ph": "X", "tid": gt, "ts": us(t0),
-                            "dur": round(max(0, t - t0) / 1000.0, 3), "args": args})
+                coll_x.append({**base, "cat": "collective", "ph": "X", "tid": e.get("group"), "ts": us(t0),
+                               "dur": round(max(0, t - t0) / 1000.0, 3), "args": args})
                 if kind != "collective_complete":
                     out.append({**base, "name": f"{_END_KINDS[kind]}: {base['name']} #{e.get('coll_seq')}",
                                 "ph": "i", "s": "p", "tid": gt, "ts": us(t), "args": _args(e)})
@@ -116,9 +119,20 @@ def _process(dump: dict, origin: int) -> list[dict]:
         args = _args(s)
         args["state"] = "in flight at dump (never completed)"
         t0 = _wall(s)
-        out.append({"pid": pid, "name": s.get("name") or s["kind"], "cat": "collective", "ph": "X",
-                    "tid": group_tid(key[0]), "ts": us(t0), "dur": round(max(0, end_of_trace - t0) / 1000.0, 3),
-                    "args": args})
+        coll_x.append({"pid": pid, "name": s.get("name") or s["kind"], "cat": "collective", "ph": "X",
+                       "tid": key[0], "ts": us(t0), "dur": round(max(0, end_of_trace - t0) / 1000.0, 3),
+                       "args": args})
+    # Async collectives of one group can overlap; slices on one track must nest, so each goes on the
+    # first lane of its group that is free by its start time.
+    lane_ends: dict = {}
+    for x in sorted(coll_x, key=lambda x: (x["ts"], -x["dur"])):
+        ends = lane_ends.setdefault(x["tid"], [])
+        lane = next((i for i, end in enumerate(ends) if end <= x["ts"]), len(ends))
+        if lane == len(ends):
+            ends.append(0.0)
+        ends[lane] = x["ts"] + x["dur"]
+        x["tid"] = group_tid(x["tid"], lane)
+        out.append(x)
     for (tid, _), stack in open_spans.items():
         for b in stack:
             out.append({"pid": pid, "name": b.get("name") or "span", "cat": "span", "ph": "B", "tid": tid,

@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge every rank's dump into one Chrome trace (pid = rank)")
     m.add_argument("paths", nargs="+", metavar="DIR", help="dump directory (or dump files)")
     m.add_argument("-o", "--output", default="trace.json", help="trace file to write (default trace.json)")
-    a = sub.add_parser("analyze", help="say where the ranks' collectives diverge")
+    a = sub.add_parser("analyze", help="say where the ranks' collectives diverge",
+                       epilog="exit status: 0 consistent, 1 the ranks diverge (or a rank left no dump), "
+                              "2 bad input (missing directory, no dumps, malformed JSON)")
     a.add_argument("paths", nargs="+", metavar="DIR", help="dump directory (or dump files)")
     a.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
