@@ -212,3 +212,16 @@ def test_fused_adamw_on_cuda_matches_per_tensor_path(wd):
         assert opt.state[ps[0]]["step"].item() == 4.0
     for a, b in zip(runs[True], runs[False]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_load_state_dict_fills_missing_group_options():
+    p = nn.Parameter(vt.ones(2))
+    opt = vt.optim.Adam([p], lr=0.1)
+    sd = opt.state_dict()
+    for k in ("maximize", "decoupled_weight_decay", "amsgrad"):
+        del sd["param_groups"][0][k]
+    opt2 = vt.optim.Adam([p], lr=0.5)
+    opt2.load_state_dict(sd)
+    assert opt2.param_groups[0]["lr"] == 0.1 and opt2.param_groups[0]["maximize"] is False
+    p.grad = vt.ones(2)
+    opt2.step()

@@ -172,8 +172,10 @@ class Optimizer:
             sg["params"] = g["params"]
             if "param_names" in g and "param_names" not in sg:
                 sg["param_names"] = g["param_names"]
-            if isinstance(sg.get("betas"), list):  # JSON round trips turn tuples into lists
+            if isinstance(sg.get("betas"), list):  # a state dict from JSON may hold lists for tuples
                 sg["betas"] = tuple(sg["betas"])
+            for k, v in self.defaults.items():  # state dicts from older versions may lack newer options
+                sg.setdefault(k, v)
             new_groups.append(sg)
         self.state = state
         self.param_groups = new_groups
