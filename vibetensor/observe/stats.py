@@ -10,7 +10,9 @@ import threading
 
 _local = threading.local()
 _tables: list[dict] = []            # one dict per thread that ever added; dead threads' counts stay
-_register_lock = threading.Lock()   # taken once per thread, and by readers
+# Taken once per thread, and by readers; reentrant because a SIGUSR1 dump (which reads the
+# counters) can run in the main thread while that thread is inside stats().
+_register_lock = threading.RLock()
 
 
 def _table() -> dict:
