@@ -7,6 +7,7 @@ import os
 import ml_dtypes
 import numpy as np
 import pytest
+import safetensors
 import safetensors.numpy
 import safetensors.torch
 import torch
@@ -79,6 +80,8 @@ def test_model_state_dict_is_a_plain_safetensors_file(tmp_path):
     vt.save(m.state_dict(), tmp_path / "m.safetensors")
     # any safetensors reader sees the dotted names
     tsd = safetensors.torch.load_file(str(tmp_path / "m.safetensors"))
+    with safetensors.safe_open(str(tmp_path / "m.safetensors"), "np") as f:
+        assert f.metadata()["format"] == "pt"  # what Hugging Face loaders check
     assert sorted(tsd) == sorted(m.state_dict())
     np.testing.assert_array_equal(tsd["0.weight"].numpy(), m[0].weight.detach().numpy())
     m2 = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))

@@ -105,7 +105,9 @@ def _serialize(obj) -> bytes:
     specs = {name: safetensors.TensorSpec(dtype=a.dtype.name, shape=list(a.shape), data_ptr=a.ctypes.data,
                                           data_len=a.nbytes)
              for name, a in enc.arrays.items()}
-    meta = {"format": "vt", "vt_format": _FORMAT_VERSION, "vt_structure": json.dumps(structure)}
+    # "format": "pt" -- the tensors follow PyTorch's layouts and names, and loaders such as Hugging Face
+    # transformers refuse safetensors files without it
+    meta = {"format": "pt", "vt_format": _FORMAT_VERSION, "vt_structure": json.dumps(structure)}
     blob = safetensors.serialize(specs, metadata=meta)
     del enc  # the arrays had to stay alive until serialize returned
     return blob
