@@ -114,3 +114,20 @@ def test_rank_that_skipped_and_called_the_next_collective(tmp_path):
     assert ("ranks 0,2 reached all_reduce #2 and timed out waiting in it; rank 1 never joined it (it issued "
             "barrier as #2 instead, which timed out: a skipped or reordered collective; its last completed "
             "collective was #1 all_reduce)") in rep.text()
+
+
+def test_p2p_ops_stay_off_the_collective_sequence(tmp_path):
+    # p2p ops carry their own counter in coll_seq: #1 send must not be compared with #1 all_reduce.
+    for r in range(2):
+        fresh_process(r, 2)
+        for s in range(3):
+            collective.end(collective.begin("world", s, "all_reduce", dtype="float32", count=4))
+        tok = collective.begin("world", 1, "send" if r == 0 else "recv", dtype="float32", count=4, peer=1 - r)
+        collective.end(tok, "timeout" if r == 0 else "completed")
+        obs.dump("t", str(tmp_path))
+    rep = analyze(str(tmp_path))
+    g = rep.group("world")
+    assert g.divergence is None and g.mismatches == ()
+    assert [(p.rank, p.name, p.peer, p.state) for p in rep.p2p] == [(0, "send", 1, "timeout")]
+    assert not rep.consistent
+    assert "p2p: rank 0 send to rank 1 (group world, p2p #1) timed out" in rep.text()

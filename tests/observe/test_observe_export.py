@@ -127,3 +127,13 @@ def test_overlapping_async_collectives_get_separate_lanes():
     lanes = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
     assert {"collectives: group world", "collectives: group world (concurrent 1)"} <= lanes
     _assert_slices_nest(trace)
+
+
+def test_p2p_ops_get_their_own_track():
+    collective.end(collective.begin("world", 0, "all_reduce"))
+    collective.end(collective.begin("world", 0, "send", peer=1))  # same coll_seq, separate counter
+    trace = chrome_trace([obs.snapshot()])
+    x = {e["name"]: e for e in trace["traceEvents"] if e["ph"] == "X"}
+    assert x["all_reduce"]["tid"] != x["send"]["tid"] and x["send"]["args"]["peer"] == 1
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert "collectives: p2p: group world" in names

@@ -18,6 +18,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
+from .collective import is_p2p
+
 _STATE_OF_KIND = {"collective_enqueue": "enqueued", "collective_start": "started",
                   "collective_complete": "completed", "collective_timeout": "timeout",
                   "collective_error": "error"}
@@ -25,7 +27,8 @@ _STATE_RANK = {"enqueued": 0, "started": 1, "completed": 2, "timeout": 3, "error
 _JOINED = frozenset(_STATE_RANK)
 _WORLD_NAMES = frozenset({"world", "default", "WORLD", "default_pg"})
 _ROOTED = frozenset({"broadcast", "reduce", "scatter", "gather"})
-_UNEVEN = frozenset({"send", "recv", "isend", "irecv", "all_to_all", "all_to_all_single", "alltoall"})
+_UNEVEN = frozenset({"send", "recv", "isend", "irecv", "all_to_all", "all_to_all_single", "alltoall", "gather",
+                     "scatter"})  # element counts legitimately differ across ranks
 _FIELD_WORDS = {"name": "collective", "op": "reduce op", "dtype": "dtype",
                 "count": "element count (shape)", "peer": "root rank"}
 _STATE_WORDS = {"enqueued": "which was still queued", "started": "which was still in progress",
@@ -75,12 +78,31 @@ class GroupReport:
 
 
 @dataclass(frozen=True)
+class P2POp:
+    """A point-to-point op that did not complete (timed out, failed, or in flight at dump time)."""
+    rank: int
+    group: str
+    seq: int                                        # the rank's own p2p counter
+    name: str
+    peer: int | None
+    state: str
+
+    def text(self) -> str:
+        to = {"send": "to", "isend": "to"}.get(self.name, "from")
+        who = f"rank {self.peer}" if self.peer is not None else "any rank"
+        how = {"enqueued": "was still queued when dumped", "started": "was still waiting when dumped",
+               "timeout": "timed out", "error": "failed"}[self.state]
+        return f"p2p: rank {self.rank} {self.name} {to} {who} (group {self.group}, p2p #{self.seq}) {how}"
+
+
+@dataclass(frozen=True)
 class Report:
     groups: tuple[GroupReport, ...]
     ranks: tuple[int, ...]                          # ranks that left a dump
     missing_ranks: tuple[int, ...]                  # expected (world size) but no dump
     notes: tuple[str, ...] = ()
     consistent: bool = True
+    p2p: tuple[P2POp, ...] = ()                     # unfinished send/recv (timeouts, errors, in flight)
 
     def group(self, name: str) -> GroupReport:
         for g in self.groups:
@@ -96,6 +118,7 @@ class Report:
                        "it may have exited or crashed before writing one")
         for g in self.groups:
             out.extend(g.lines)
+        out.extend(p.text() for p in self.p2p)
         if not self.groups:
             out.append(f"no collectives recorded by {_ranks_word(self.ranks)}")
         out.append("result: all ranks consistent" if self.consistent else "result: ranks diverge (see above)")
@@ -138,9 +161,11 @@ class _View:  # one rank's record of one collective, merged over its events
 
 
 def _collect(dumps):
-    """group -> rank -> coll_seq -> _View, and group -> hints (ranks lists, sizes)."""
+    """group -> rank -> coll_seq -> _View, group -> hints (ranks lists, sizes), and the p2p views
+    ((rank, group, seq) -> _View), which have their own sequence numbers."""
     groups: dict[str, dict[int, dict[int, _View]]] = {}
     hints: dict[str, dict] = {}
+    p2p: dict[tuple, _View] = {}
     for d in dumps:
         r = d["rank"]
         for e in d["events"]:
@@ -148,7 +173,10 @@ def _collect(dumps):
             if st is None or e.get("group") is None or not isinstance(e.get("coll_seq"), int):
                 continue
             g = str(e["group"])
-            v = groups.setdefault(g, {}).setdefault(r, {}).setdefault(e["coll_seq"], _View())
+            if is_p2p(e):
+                v = p2p.setdefault((r, g, e["coll_seq"]), _View())
+            else:
+                v = groups.setdefault(g, {}).setdefault(r, {}).setdefault(e["coll_seq"], _View())
             for f in ("name", "op", "dtype", "count", "peer"):
                 if getattr(v, f) is None and e.get(f) not in (None, ""):
                     setattr(v, f, e[f])
@@ -166,7 +194,7 @@ def _collect(dumps):
                 h["ranks"].update(int(x) for x in listed)
             if isinstance(extra.get("group_size"), int):
                 h["size"] = extra["group_size"]
-    return groups, hints
+    return groups, hints, p2p
 
 
 def _mismatches(group, s, views: dict[int, _View]) -> list[Mismatch]:
@@ -342,8 +370,11 @@ def analyze(dumps) -> Report:
     for d in dumps:
         if d.get("mode") == "off":
             notes.append(f"rank {d['rank']}: events were off (VT_EVENTS=off); nothing to analyze for it")
-    groups, hints = _collect(dumps)
+    groups, hints, p2p = _collect(dumps)
     reports = tuple(_analyze_group(g, groups[g], hints, by_rank, world)
                     for g in sorted(groups, key=lambda g: (g not in _WORLD_NAMES, g)))
-    consistent = all(gr.consistent for gr in reports) and not missing
-    return Report(reports, tuple(sorted(by_rank)), missing, tuple(notes), consistent)
+    open_p2p = tuple(P2POp(r, g, q, v.name or "p2p", v.peer, v.state)
+                     for (r, g, q), v in sorted(p2p.items()) if v.state != "completed")
+    consistent = (all(gr.consistent for gr in reports) and not missing
+                  and not any(p.state in ("timeout", "error") for p in open_p2p))
+    return Report(reports, tuple(sorted(by_rank)), missing, tuple(notes), consistent, open_p2p)

@@ -13,6 +13,8 @@ import json
 import os
 import tempfile
 
+from .collective import is_p2p
+
 _COLL = "collective_"
 _END_KINDS = {"collective_complete": "completed", "collective_timeout": "timeout",
               "collective_error": "error"}
@@ -63,7 +65,7 @@ def _process(dump: dict, origin: int) -> list[dict]:
     def group_tid(group, lane: int = 0) -> int:
         if (group, lane) not in gtids:
             gtids[(group, lane)] = _GROUP_TID0 + len(gtids)
-            label = f"collectives: group {group}" + (f" (concurrent {lane})" if lane else "")
+            label = f"collectives: {group}" + (f" (concurrent {lane})" if lane else "")
             out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": gtids[(group, lane)], "ts": 0,
                         "cat": "__metadata", "args": {"name": label}})
         return gtids[(group, lane)]
@@ -78,8 +80,9 @@ def _process(dump: dict, origin: int) -> list[dict]:
         kind, t = e["kind"], _wall(e)
         base = {"pid": pid, "name": e.get("name") or kind, "cat": kind}
         if kind.startswith(_COLL):
-            key = (e.get("group"), e.get("coll_seq"))
-            gt = group_tid(e.get("group"))
+            track = ("p2p: group " if is_p2p(e) else "group ") + str(e.get("group"))
+            key = (track, e.get("coll_seq"))
+            gt = group_tid(track)
             if kind == "collective_start":
                 starts[key] = e
             elif kind in _END_KINDS:
@@ -89,7 +92,7 @@ def _process(dump: dict, origin: int) -> list[dict]:
                 args = _args(s or e)
                 args.update(_args(e))
                 args["state"] = _END_KINDS[kind]
-                coll_x.append({**base, "cat": "collective", "ph": "X", "tid": e.get("group"), "ts": us(t0),
+                coll_x.append({**base, "cat": "collective", "ph": "X", "tid": track, "ts": us(t0),
                                "dur": round(max(0, t - t0) / 1000.0, 3), "args": args})
                 if kind != "collective_complete":
                     out.append({**base, "name": f"{_END_KINDS[kind]}: {base['name']} #{e.get('coll_seq')}",

@@ -20,6 +20,16 @@ from .events import EventKind
 
 _ev = import_module(".events", __package__)  # the module (the package's `events` is the function)
 
+# Point-to-point ops number themselves apart from the group's collectives (their coll_seq is a
+# separate counter), so trace and analysis keep them off the collective sequence.
+P2P_NAMES = frozenset({"send", "recv", "isend", "irecv", "batch_isend_irecv"})
+
+
+def is_p2p(event: dict) -> bool:
+    """Whether an event dict (``Event.to_dict()``) is a point-to-point op, by name or ``p2p=True``."""
+    return event.get("name") in P2P_NAMES or bool((event.get("extra") or {}).get("p2p"))
+
+
 _END = {"completed": EventKind.COLLECTIVE_COMPLETE, "timeout": EventKind.COLLECTIVE_TIMEOUT,
         "error": EventKind.COLLECTIVE_ERROR}
 
