@@ -47,6 +47,7 @@ def test_chrome_trace_file_is_valid(tmp_path):
     assert {k: ar["args"][k] for k in ("group", "coll_seq", "op", "dtype", "count", "bytes", "state")} == \
         {"group": "world", "coll_seq": 7, "op": "sum", "dtype": "float32", "count": 256, "bytes": 1024,
          "state": "completed"}
+    assert ar["args"]["peer"] is None  # always present on collective slices
     (bc,) = _slices(trace, name="broadcast", ph="X")
     assert bc["args"]["state"] == "timeout" and bc["args"]["peer"] == 0
     assert _slices(trace, name="timeout: broadcast #0", ph="i")

@@ -24,8 +24,13 @@ _ARG_KEYS = (("group", "group"), ("coll_seq", "coll_seq"), ("op", "op"), ("dtype
 _GROUP_TID0 = 1_000_000  # group tracks sort after the thread tracks
 
 
+_COLL_ARGS = ("group", "coll_seq", "op", "dtype", "count", "bytes", "peer")
+
+
 def _args(e: dict) -> dict:
     a = {out: e[k] for k, out in _ARG_KEYS if e.get(k) is not None}
+    if e["kind"].startswith(_COLL):  # a collective slice always shows these (null where not applicable)
+        a = {**dict.fromkeys(_COLL_ARGS), **a}
     a["seq"] = e["seq"]
     a.update(e.get("extra") or {})
     if e.get("stack"):
