@@ -273,3 +273,63 @@ def test_losses_sharded_over_batch(cpu_devices, red):
     check(lambda x, t: F.mse_loss(x, t, reduction=red), [x, rn(7, 5)], [[S0], [S0]], grad=(0, 1),
           out_placements=[want])
     check(lambda x, t: F.mse_loss(x, t, reduction=red), [x, rn(7, 5)], [[S1], [S1]], grad=(0, 1))
+
+
+IDX = np.array([2, 0, 1])
+EXTRA = [  # (name, fn, shapes, placements, differentiable)
+    ("flip", lambda a: a.flip(1), [(6, 4)], [[S0]], True),
+    ("roll", lambda a: a.roll(1, 1), [(6, 4)], [[S0]], True),
+    ("cumprod", lambda a: a.cumprod(1), [(6, 4)], [[S0]], True),
+    ("prod", lambda a: a.prod(1), [(8, 4)], [[S0]], True),   # (6, 4) leaves an empty shard: see test below
+    ("norm", lambda a: a.norm(dim=1), [(6, 4)], [[S0]], True),
+    ("index_select", lambda a: a.index_select(1, vt.tensor(IDX)), [(6, 4)], [[S0]], True),
+    ("tril", lambda a: a.tril(), [(3, 4, 4)], [[S0]], True),
+    ("diagonal", lambda a: a.diagonal(dim1=1, dim2=2), [(5, 3, 3)], [[S0]], True),
+    ("unbind", lambda a: a.unbind(1)[2], [(6, 4)], [[S0]], True),
+    ("movedim", lambda a: a.movedim(0, 2), [(6, 4, 2)], [[S0]], True),
+    ("dot", lambda a, b: vt.dot(a, b), [(9,), (9,)], [[S0], [S0]], True),
+    ("mv", lambda a, b: vt.mv(a, b), [(6, 5), (5,)], [[S0], [R]], True),
+    ("mv_k", lambda a, b: vt.mv(a, b), [(6, 5), (5,)], [[S1], [S0]], True),
+    ("outer", lambda a, b: vt.outer(a, b), [(6,), (5,)], [[S0], [R]], True),
+    ("argmax", lambda a: a.argmax(1), [(6, 4)], [[S0]], False),
+    ("count_nonzero", lambda a: (a > 0).sum(0) + vt.count_nonzero(a, 0), [(6, 4)], [[S0]], False),
+    ("all_any", lambda a: (a > -10).all(1).to(vt.int64) + (a > 1).any(1).to(vt.int64), [(6, 4)], [[S0]], False),
+    ("isclose", lambda a, b: vt.isclose(a, b).to(vt.float64) + vt.nan_to_num(a / b), [(6, 4), (6, 4)],
+     [[S1], [S1]], False),
+]
+
+
+@pytest.mark.parametrize("name, fn, shapes, pls, diff", EXTRA, ids=[e[0] for e in EXTRA])
+def test_more_ops_with_rules(cpu_devices, name, fn, shapes, pls, diff):
+    arrays = [rn(*s) for s in shapes]
+    check(fn, arrays, pls, grad=tuple(range(len(arrays))) if diff else ())
+    if len(shapes[0]) >= 2 and all(p == [S0] for p in pls):  # and on a 2-d mesh
+        check(fn, arrays, [[S0, R]] * len(arrays), mesh_shape=(2, 2), grad=tuple(range(len(arrays))) if diff else ())
+
+
+@pytest.mark.parametrize("pl", [S0, S1])
+def test_conv_and_pools(cpu_devices, pl):
+    x, w, b = rn(5, 4, 6, 6), rn(3, 4, 3, 3), rn(3)
+    if pl == S0:
+        check(lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, w, b], [[S0], [R], [R]], grad=(0, 1, 2),
+              out_placements=[S0])
+    check(lambda x: F.max_pool2d(x, 2), [x], [[pl]], grad=(0,), out_placements=[pl])
+    check(lambda x: F.avg_pool2d(x, 3, stride=1, padding=1), [x], [[pl]], grad=(0,), out_placements=[pl])
+
+
+@pytest.mark.parametrize("red", ["mean", "sum", "none"])
+def test_nll_and_bce_sharded_over_batch(cpu_devices, red):
+    x = rn(7, 5)
+    t = np.random.randint(0, 5, size=7)
+    t[3] = -100
+    w = np.abs(rn(5)) + 0.1
+    want = {"mean": PS, "sum": PS, "none": S0}[red]
+    check(lambda x, t, w: F.nll_loss(F.log_softmax(x, -1), t, weight=w, reduction=red), [x, t, w],
+          [[S0], [S0], [R]], grad=(0,), ints=(1,), out_placements=[want])
+    tt = np.random.rand(7, 5)
+    check(lambda x, t: vt.ops.vt.binary_cross_entropy_with_logits(x, t, reduction=red), [x, tt], [[S0], [S0]],
+          grad=(0,), out_placements=[want])
+    check(lambda x, t, pw: vt.ops.vt.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction=red),
+          [x, tt, w], [[S0], [S0], [R]], grad=(0,), out_placements=[want])
+    check(lambda x, t, w: vt.ops.vt.binary_cross_entropy(x.sigmoid(), t, weight=w, reduction=red), [x, tt, rn(7, 5) ** 2],
+          [[S0], [S0], [S0]], grad=(0,), out_placements=[want])

@@ -15,7 +15,7 @@ from .spec import Shard, Replicate, Partial, Placement, ReduceOp  # noqa: F401
 from .mesh import DeviceMesh, init_device_mesh  # noqa: F401
 from .dtensor import DTensor, distribute_tensor, from_local  # noqa: F401
 from . import handler as _handler  # noqa: F401  (installs the Sharded key)
-from . import rules_pointwise, rules_reduce, rules_shape, rules_linalg, rules_loss  # noqa: F401
+from . import rules_pointwise, rules_reduce, rules_shape, rules_linalg, rules_loss, rules_conv  # noqa: F401
 from .handler import rule as register_sharding_rule, Plan, Decline  # noqa: F401
 from .compat import (  # noqa: F401
     enable, disable, is_enabled, stats, reset_stats, events, set_events_mode, wait_for_event_seq, add, mul,

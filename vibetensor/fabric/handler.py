@@ -22,6 +22,7 @@ from .dtensor import DTensor
 from .spec import Replicate
 
 RULES: dict = {}
+DERIVED: list = []   # (predicate(op name), rule): rules for families of ops (e.g. activation backwards)
 
 
 class Decline(Exception):
@@ -149,7 +150,7 @@ def handle(op, args, kwargs):
         dts = _dtensors(args, kwargs)
     call = Call(op, args, kwargs, mesh, dts)
     _obs.counter_add("fabric.ops.attempted")
-    fn = op.sharding_rule or RULES.get(op.name)
+    fn = op.sharding_rule or RULES.get(op.name) or _derived(op.name)
     reason = f"no sharding rule for {op.name}"
     plan = None
     if fn is not None:
@@ -165,6 +166,14 @@ def handle(op, args, kwargs):
         _obs.record(_obs.EventKind.FABRIC_OP, op.name, extra={
             "inputs": [str(list(p)) for p in plan.inputs], "outputs": str(plan.outputs)})
     return out
+
+
+def _derived(name):
+    for pred, fn in DERIVED:
+        if pred(name):
+            RULES[name] = fn
+            return fn
+    return None
 
 
 def _count_tensors(args, kwargs):

@@ -187,9 +187,33 @@ def matmul(call):
     return Plan(ins, tuple(outs))
 
 
+def _vector_backward(call, g, a, b):
+    """matmul_backward for dot (1-d x 1-d) and mv (2-d x 1-d)."""
+    ig, ia, ib, oa, ob = [], [], [], [], []
+    for m in range(call.mesh.ndim):
+        pa, pb = a._placements[m], b._placements[m]
+        if a.ndim == 1:      # dot: g is a scalar
+            sel = (R, Shard(0), Shard(0), Shard(0), Shard(0)) if isinstance(pa, Shard) or isinstance(pb, Shard) \
+                else (R, R, R, R, R)
+        elif isinstance(pa, Shard) and pa.dim == 0:
+            sel = (Shard(0), pa, R, pa, PSUM)
+        elif (isinstance(pa, Shard) and pa.dim == 1) or isinstance(pb, Shard):
+            sel = (R, Shard(1), Shard(0), Shard(1), Shard(0))
+        else:
+            sel = (R, R, R, R, R)
+        for lst, v in zip((ig, ia, ib, oa, ob), sel):
+            lst.append(v)
+    order = {id(g): ig, id(a): ia, id(b): ib}
+    return Plan([order[id(t)] for t in call.dts], [tuple(oa), tuple(ob)])
+
+
 @rule("matmul_backward")
 def matmul_backward(call):
     g, a, b = call.args[0], call.args[1], call.args[2]
+    if a is b or g is a or g is b:
+        raise Decline("aliased operands")
+    if b.ndim == 1 and a.ndim in (1, 2):
+        return _vector_backward(call, g, a, b)
     on = _mm_dims(a, b)
     if g.ndim != on or a is b:
         raise Decline("unexpected shapes")
@@ -389,3 +413,23 @@ def sdpa_backward(call):
         else:
             om.append(PSUM)
     return Plan([ins[id(t)] for t in call.dts], [tuple(oq), tuple(ok), tuple(ov), tuple(om)])
+
+
+@rule("outer_backward")
+def outer_backward(call):
+    g, a, b = call.args[0], call.args[1], call.args[2]
+    if a is b:
+        raise Decline("aliased operands")
+    ig, ia, ib, oa, ob = [], [], [], [], []
+    for m in range(call.mesh.ndim):
+        pa, pb, pg = a._placements[m], b._placements[m], g._placements[m]
+        if isinstance(pa, Shard) or (isinstance(pg, Shard) and pg.dim == 0):
+            sel = (Shard(0), Shard(0), R, Shard(0), PSUM)
+        elif isinstance(pb, Shard) or (isinstance(pg, Shard) and pg.dim == 1):
+            sel = (Shard(1), R, Shard(0), PSUM, Shard(0))
+        else:
+            sel = (R, R, R, R, R)
+        for lst, v in zip((ig, ia, ib, oa, ob), sel):
+            lst.append(v)
+    order = {id(g): ig, id(a): ia, id(b): ib}
+    return Plan([order[id(t)] for t in call.dts], [tuple(oa), tuple(ob)])

@@ -1,7 +1,7 @@
 """Sharding rules for elementwise ops (broadcasting, Python scalars) and linear ops on Partial."""
 from __future__ import annotations
 
-from .handler import Plan, rule
+from .handler import DERIVED, Plan, rule
 from .spec import Partial, ReduceOp, Replicate, Shard
 
 POINTWISE = """
@@ -81,3 +81,9 @@ def pointwise(call):
             ins[i].append(Shard(j) if ok else Replicate())
         outs.append(Shard(target) if target is not None else Replicate())
     return Plan(ins, tuple(outs))
+
+
+# backward helpers of elementwise ops (gelu_backward(g, x, ...), silu_backward ...) are elementwise too
+_ACTIVATIONS = {"gelu", "silu", "sigmoid", "tanh", "relu", "softplus", "elu", "selu", "celu", "leaky_relu",
+                "hardtanh", "hardsigmoid", "hardswish", "mish", "erf", "threshold", "logsigmoid", "relu6"}
+DERIVED.append((lambda n: n.endswith("_backward") and n[:-len("_backward")] in _ACTIVATIONS, pointwise))

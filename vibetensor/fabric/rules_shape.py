@@ -372,3 +372,64 @@ def minmax_grad(call):
 
 def _unused(*a):  # keep linters quiet about chunk_sizes import used by callers
     return chunk_sizes(*a)
+
+
+@rule("diagonal_backward")
+def diagonal_backward(call):
+    """Zeros with ``g`` on a diagonal: ``g``'s leading dims are the input dims other than dim1/dim2."""
+    g = call.dts[0]
+    shape = tuple(call.arg("input_shape"))
+    n = len(shape)
+    d1, d2 = call.arg("dim1") % n, call.arg("dim2") % n
+    rest = [d for d in range(n) if d not in (d1, d2)]
+    ins, outs, sh = [], [], []
+    for p in g._placements:
+        if isinstance(p, Shard) and p.dim < len(rest):
+            ins.append(p)
+            outs.append(Shard(rest[p.dim]))
+            sh.append((p.dim, rest[p.dim]))
+        else:
+            ins.append(Replicate() if isinstance(p, Shard) else p)
+            outs.append(Replicate() if isinstance(p, Shard) else p)
+
+    def local(k, coords, b):
+        s = list(shape)
+        for j, d in sh:
+            s[d] = b.arguments["g"].shape[j]
+        b.arguments["input_shape"] = tuple(s)
+    return Plan([ins], tuple(outs), local=local if sh else None)
+
+
+@rule("index_add")
+def index_add(call):
+    """index_add along ``dim`` (index_select's backward): shards of other dims stay."""
+    x = call.arg("input") if call.arg("input") is not None else call.arg("a")   # vt:: / vt_impl:: forms
+    idx, src = call.arg("index"), call.arg("source")
+    n = x.ndim
+    dim = call.arg("dim") % max(n, 1)
+    ins = {id(t): [] for t in call.dts}
+    outs = []
+    for m in range(call.mesh.ndim):
+        target = None
+        for t in (x, src):
+            p = t._placements[m] if hasattr(t, "_placements") else Replicate()
+            if isinstance(p, Shard) and p.dim != dim and src.ndim == n and src.shape[p.dim] == x.shape[p.dim]:
+                target = p.dim
+                break
+        for t in (x, src):
+            if id(t) in ins:
+                ins[id(t)].append(Shard(target) if target is not None else Replicate())
+        if id(idx) in ins:
+            ins[id(idx)].append(Replicate())
+        outs.append(Shard(target) if target is not None else Replicate())
+    return Plan([ins[id(t)] for t in call.dts], tuple(outs))
+
+
+@rule("_prod_others")
+def prod_others(call):
+    a = call.dts[0]
+    ax = call.arg("ax")
+    n = a.ndim
+    dims = set(range(n)) if ax is None else {d % max(n, 1) for d in ((ax,) if isinstance(ax, int) else ax)}
+    ins = [p if isinstance(p, Shard) and p.dim not in dims else Replicate() for p in a._placements]
+    return Plan([ins], tuple(ins))
