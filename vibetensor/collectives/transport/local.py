@@ -98,24 +98,34 @@ class LocalTransport(Transport):
 
     # ---------------------------------------------------------------- native collectives
     def _reduce_all(self, bufs, op, into):
+        """The reduction of ``bufs`` on device ``into``. On CPU it accumulates in place into
+        ``bufs[into]`` (no temporaries: every caller overwrites that buffer with the result anyway)."""
+        scale = 1.0 / self.size if op is ReduceOp.AVG else None
+        if not self.cuda:
+            acc = bufs[into]
+            others = [i for i in range(self.size) if i != into]
+            for k, i in enumerate(others):
+                reduce_kernels.reduce_into(acc, bufs[i], op, scale if k == len(others) - 1 else None)
+            return acc
         acc = self.alloc(into, bufs[0].size, bufs[0].dtype)
         self._copy(into, acc, 0, bufs[0])
         tmp = self.alloc(into, bufs[0].size, bufs[0].dtype) if self.size > 1 else None
         for i in range(1, self.size):
             self._copy(into, tmp, i, bufs[i])
-            last = i == self.size - 1
-            self.reduce_into(into, acc, tmp, op, 1.0 / self.size if (last and op is ReduceOp.AVG) else None)
+            self.reduce_into(into, acc, tmp, op, scale if i == self.size - 1 else None)
         return acc
 
     def native_allreduce(self, bufs, op):
         acc = self._reduce_all(bufs, op, 0)
         for i in range(self.size):
-            self._copy(i, bufs[i], 0, acc)
+            if bufs[i] is not acc:
+                self._copy(i, bufs[i], 0, acc)
         return self._done()
 
     def native_reduce(self, bufs, op, root):
         acc = self._reduce_all(bufs, op, root)
-        self._copy(root, bufs[root], root, acc)
+        if acc is not bufs[root]:
+            self._copy(root, bufs[root], root, acc)
         return self._done()
 
     def native_broadcast(self, bufs, root):
@@ -134,7 +144,7 @@ class LocalTransport(Transport):
     def native_reduce_scatter(self, sends, recvs, op):
         c = recvs[0].size
         for j in range(self.size):
-            acc = self._reduce_all([s[j * c:(j + 1) * c] for s in sends], op, j)
+            acc = self._reduce_all([s[j * c:(j + 1) * c] for s in sends], op, j)  # sends are copies
             self._copy(j, recvs[j], j, acc)
         return self._done()
 
