@@ -279,7 +279,27 @@ def run_backend(op, args, kwargs, tensors=None):
     if cast is not None and cast._cat == 2 and getattr(out, "dtype", cast.np) != cast.np \
             and getattr(out.dtype, "kind", "") in "fV":
         out = out.astype(cast.np)  # numpy lifts e.g. bfloat16 + 0.5 to float32; PyTorch keeps bfloat16
+    elif getattr(out, "dtype", None) == _F32 and _bf16_lifted(tensors, args, kwargs):
+        out = out.astype(_dt.bfloat16.np)
     return _wrap_out(op, out, dev, tensors)
+
+
+_F32 = _dt.float32.np
+
+
+def _bf16_lifted(tensors, args, kwargs):
+    """numpy/CuPy compute bfloat16 mixed with Python scalars in float32: a bfloat16-only op whose
+    result came back float32 (and that was not asked for a dtype) is returned in bfloat16."""
+    seen = False
+    for t in tensors:
+        d = t._dtype
+        if d is _dt.bfloat16:
+            seen = True
+        elif d._cat == 2:
+            return False
+    if not seen:
+        return False
+    return not any(isinstance(a, _dt.dtype) for a in args) and not any(isinstance(v, _dt.dtype) for v in kwargs.values())
 
 
 def _wrap_out(op, out, dev, tensors):

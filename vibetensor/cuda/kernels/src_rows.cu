@@ -2,6 +2,7 @@
 // layer_norm fwd/bwd, rms_norm fwd/bwd, softmax (optionally scaled + causal) fwd/bwd,
 // cross-entropy fwd/bwd with ignore_index and label smoothing.
 #include <cuda_fp16.h>
+#define VT_NEG_INF (-__int_as_float(0x7f800000))  // NVRTC has no INFINITY macro
 
 template <typename T> __device__ __forceinline__ float ld(const T* p, long long i) { return (float)p[i]; }
 template <> __device__ __forceinline__ float ld<__half>(const __half* p, long long i) { return __half2float(p[i]); }
@@ -42,7 +43,7 @@ __device__ float block_max(float v) {
   if (lane == 0) sh[w] = v;
   __syncthreads();
   if (w == 0) {
-    float x = (lane < (blockDim.x >> 5)) ? sh[lane] : -INFINITY;
+    float x = (lane < (blockDim.x >> 5)) ? sh[lane] : VT_NEG_INF;
     x = warp_max(x);
     if (lane == 0) res = x;
   }
@@ -161,7 +162,7 @@ __global__ void softmax_fwd(const T* x, T* y, long long N, float scale, int caus
   const T* xr = x + r * N; T* yr = y + r * N;
   long long lim = causal ? ((r % T_q) + offs + 1) : N;
   if (lim > N) lim = N;
-  float m = -INFINITY;
+  float m = VT_NEG_INF;
   for (long long i = threadIdx.x; i < lim; i += blockDim.x) m = fmaxf(m, ld(xr, i) * scale);
   m = block_max(m);
   float s = 0.f;
@@ -191,7 +192,7 @@ __global__ void xent_fwd(const T* x, const long long* tgt, float* loss, float* l
   long long r = blockIdx.x;
   const T* xr = x + r * C;
   long long t = tgt[r];
-  float m = -INFINITY;
+  float m = VT_NEG_INF;
   for (long long i = threadIdx.x; i < C; i += blockDim.x) m = fmaxf(m, ld(xr, i));
   m = block_max(m);
   float s = 0.f, sx = 0.f;
