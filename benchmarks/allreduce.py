@@ -46,6 +46,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", default="auto", choices=["auto", "mpi", "nccl", "ipc", "local"])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--devices", default=None,
+                    help="local backend: comma-separated devices, e.g. cuda:0,cuda:0 (ranks sharing one GPU)")
     ap.add_argument("--min-bytes", default="4K")
     ap.add_argument("--max-bytes", default=None, help="default 64M on CPU, 1G on GPU (bounded by memory)")
     ap.add_argument("--iters", type=int, default=0, help="repetitions per size (0: adaptive, ~0.3 s per size)")
@@ -64,13 +66,21 @@ def main():
     backend = a.backend
     if backend == "auto":
         backend = "local" if "PMI_RANK" not in os.environ and "OMPI_COMM_WORLD_RANK" not in os.environ else "auto"
-    g = dist.init_process_group(backend)
+    devices = a.devices.split(",") if a.devices else None
+    g = dist.init_process_group(backend, devices=devices)
     n = g.size()
     nloc = len(g.local_ranks)
     devs = g._host.devices() if g.backend == "local" else [vt.device(a.device if a.device == "cpu" else
                                                                        (g._device or "cuda:0"))]
     is_root = g.rank() == 0
     mpi_comm = getattr(g._host, "comm", None)
+    nccl1 = None
+    if a.device == "cuda":  # copy-speed reference: NCCL all_reduce at world size 1 (out of place)
+        try:
+            from cupy.cuda import nccl
+            nccl1 = nccl.NcclCommunicator.initAll([devs[0].index])[0]
+        except Exception as e:  # no NCCL in this CuPy build
+            print(f"# no NCCL reference: {e}", file=sys.stderr)
     raw_ok = mpi_comm is not None and a.device == "cpu" and not a.no_raw
     max_bytes = parse_bytes(a.max_bytes) if a.max_bytes else (64 << 20 if a.device == "cpu" else 1 << 30)
     sizes = []
@@ -120,11 +130,11 @@ def main():
               f"segment={human(ring_mod.SEGMENT_BYTES)} depth={ring_mod.DEPTH}")
         print(f"# host={platform.node()} cpus={os.cpu_count()} python={platform.python_version()} "
               f"numpy={np.__version__} date={datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-        ref = "mpi4py Allreduce" if raw_ok else "native"
+        ref = "mpi4py Allreduce" if raw_ok else ("NCCL world-1 all_reduce (copy speed)" if nccl1 else "native")
         print(f"# busbw = algbw * 2(n-1)/n; ratio = ring busbw / {ref} busbw")
         hdr = f"{'size':>10} | {'ring us':>9} {'algbw':>7} {'busbw':>7} | {'native us':>9} {'busbw':>7}"
-        if raw_ok:
-            hdr += f" | {'mpi us':>9} {'busbw':>7}"
+        if raw_ok or nccl1 is not None:
+            hdr += f" | {'mpi us' if raw_ok else 'nccl1 us':>9} {'busbw':>7}"
         print(hdr + f" | {'ratio':>5}")
     fac = 2 * (n - 1) / n if n > 1 else 1.0
     for nbytes in sizes:
@@ -137,6 +147,12 @@ def main():
             from mpi4py import MPI
             x = np.zeros(count, np.float32)
             fns["raw"] = lambda: mpi_comm.Allreduce(MPI.IN_PLACE, [x, MPI.FLOAT])
+        if nccl1 is not None:
+            cp = vt.core.backend.cupy_module()
+            from cupy.cuda import nccl
+            xs, ys = ts[0]._data, cp.empty_like(ts[0]._data)
+            fns["raw"] = lambda: nccl1.allReduce(xs.data.ptr, ys.data.ptr, count, nccl.NCCL_FLOAT32, nccl.NCCL_SUM,
+                                                  cp.cuda.get_current_stream().ptr)
         # interleaved rounds, best median per method: robust against load from other processes
         best = {k: float("inf") for k in fns}
         for _ in range(a.rounds):
@@ -146,7 +162,7 @@ def main():
         row = (f"{human(nbytes):>10} | {t_ring * 1e6:9.1f} {nbytes / t_ring / 1e9:7.3f} "
                f"{nbytes / t_ring / 1e9 * fac:7.3f} | {t_nat * 1e6:9.1f} {nbytes / t_nat / 1e9 * fac:7.3f}")
         ref_t = t_nat
-        if raw_ok:
+        if "raw" in best:
             t_raw = best["raw"]
             row += f" | {t_raw * 1e6:9.1f} {nbytes / t_raw / 1e9 * fac:7.3f}"
             ref_t = t_raw
