@@ -301,3 +301,11 @@ def test_parameter_of_a_tensor_subclass_is_tagged():
     m = nn.Module()
     m.w = p
     assert list(dict(m.named_parameters())) == ["w"]
+
+
+def test_state_dict_legacy_positional_form():
+    m = nn.Linear(2, 2)
+    dest = {}
+    out = m.state_dict(dest, "m.")
+    assert out is dest and list(dest) == ["m.weight", "m.bias"]
+    assert m.state_dict(None, "", True)["weight"] is m.weight

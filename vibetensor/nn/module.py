@@ -427,8 +427,13 @@ class Module:
             if b is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = b if keep_vars else b.detach()
 
-    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
-        """Ordered dict of every parameter and persistent buffer, under dotted names."""
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Ordered dict of every parameter and persistent buffer, under dotted names. (PyTorch's legacy
+        positional form ``state_dict(destination, prefix, keep_vars)`` is accepted too.)"""
+        if args:
+            if len(args) > 3:
+                raise TypeError(f"state_dict() takes at most 3 positional arguments, got {len(args)}")
+            destination, prefix, keep_vars = (list(args) + [destination, prefix, keep_vars][len(args):])[:3]
         if destination is None:
             destination = OrderedDict()
         self._save_to_state_dict(destination, prefix, keep_vars)
