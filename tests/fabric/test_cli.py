@@ -65,3 +65,42 @@ def test_explain_and_bandwidth_on_virtual_devices():
         pytest.skip("the GPU topology takes precedence over virtual devices")
     assert rc == 0, err
     assert "Copy bandwidth, GB/s" in out and "Latency" in out
+
+
+def test_nvml_error_exits_nonzero_with_cause(monkeypatch, capsys):
+    """A broken driver (NVML init fails for another reason than 'no driver') is an error, not 'no GPU'."""
+    from vibetensor.fabric import cli, nvml
+    from vibetensor.fabric.topology import TopologyError
+    monkeypatch.delenv("VT_TOPOLOGY_FILE", raising=False)
+
+    def broken():
+        raise TopologyError("NVML failed to initialise: Driver/library version mismatch; check the NVIDIA driver")
+    monkeypatch.setattr(nvml, "gpu_presence", broken)
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "version mismatch" in err and "vt-topo: error" in err
+
+
+def test_nvml_absent_vs_broken_classification(monkeypatch):
+    import types
+    from vibetensor.fabric import nvml
+    from vibetensor.fabric.topology import TopologyError
+
+    class NVMLError(Exception):
+        def __init__(self, value):
+            self.value = value
+    fake = types.SimpleNamespace(NVMLError=NVMLError, NVML_ERROR_LIBRARY_NOT_FOUND=12,
+                                 NVML_ERROR_DRIVER_NOT_LOADED=9, NVML_ERROR_NOT_FOUND=6)
+
+    def init_absent():
+        raise NVMLError(9)
+    fake.nvmlInit = init_absent
+    monkeypatch.setattr(nvml, "_pynvml", lambda: fake)
+    present, why = nvml.gpu_presence()
+    assert not present and "no GPU" in why
+
+    def init_broken():
+        raise NVMLError(999)
+    fake.nvmlInit = init_broken
+    with pytest.raises(TopologyError, match="NVML failed to initialise"):
+        nvml.gpu_presence()

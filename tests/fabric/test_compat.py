@@ -1,5 +1,6 @@
 """The original Fabric API: explicit cross-device add/mul, enable/disable/dry_run, stats and events,
 inspect_topology/cliques, measure_bandwidth on virtual devices."""
+import importlib
 import json
 
 import numpy as np
@@ -76,14 +77,26 @@ def test_inspect_topology_and_cliques(cpu_devices):
 
 
 def test_measure_bandwidth_virtual(cpu_devices, monkeypatch):
-    from vibetensor.fabric import topology as topo_fn
     monkeypatch.setenv("NCCL_P2P_DISABLE", "1")
-    t = __import__("vibetensor.fabric.topology", fromlist=["virtual_cpu"]).virtual_cpu(2)
+    t = importlib.import_module("vibetensor.fabric.topology").virtual_cpu(2)
     rep = vt.fabric.measure_bandwidth(size_mb=1, reps=2, topo=t)
     assert rep.devices == ("cpu:0", "cpu:1") and len(rep.gbps) == 2
     assert all(v > 0 for row in rep.gbps for v in row)
     assert any("NCCL_P2P_DISABLE=1" in w for w in rep.warnings)
-    assert callable(topo_fn)
+
+
+def test_bandwidth_link_warnings_on_fixture():
+    from vibetensor.fabric.bandwidth import link_warnings
+    from vibetensor.fabric.topology import from_dict
+    t = vt.fabric.load_file(vt.fabric.fixture_path("pcie_2x4_nvlink_pairs"))
+    gb = [[200.0] * 8 for _ in range(8)]
+    gb[0][2] = 5.0                       # NV12 (~300 GB/s nominal) measured at 5
+    w = link_warnings(t, gb)
+    assert len(w) == 1 and "cuda:0 -> cuda:2" in w[0] and "NV12" in w[0]
+    d = t.to_dict()
+    d["peer_access"][1][0] = d["peer_access"][0][1] = False    # PIX pair without P2P
+    w = link_warnings(from_dict(d), gb)
+    assert any("cuda:0 -> cuda:1" in x and "PCIe switch" in x for x in w)
 
 
 def test_measure_bandwidth_refuses_file_topology(topo_file):

@@ -80,6 +80,28 @@ def _time_cuda(cp, i, j, n_bytes, reps):
     return n_bytes / (ms / 1e3) / 1e9, lat_ms * 1e3
 
 
+def link_warnings(topo: TopologySnapshot, gbps) -> list:
+    """Warnings for measured peer bandwidth far below the link's nominal rate, and for pairs NVML
+    links through NVLink or a PCIe switch that have no CUDA peer access."""
+    out = []
+    labels = [d.label for d in topo.devices]
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if i == j:
+                continue
+            code = topo.links[i][j]
+            kind, _ = parse_link(code)
+            nom = nominal_gbps(code)
+            if nom and gbps[i][j] < 0.25 * nom and topo.peer_access[i][j]:
+                out.append(f"{labels[i]} -> {labels[j]}: measured {gbps[i][j]:.1f} GB/s, far below the nominal "
+                           f"~{nom:.0f} GB/s of link {code}")
+            if not topo.peer_access[i][j] and kind in (LinkKind.NVLINK, LinkKind.PIX, LinkKind.PXB):
+                out.append(f"{labels[i]} -> {labels[j]}: NVML reports link {code} (a shared "
+                           f"{'NVLink' if kind is LinkKind.NVLINK else 'PCIe switch'}) but CUDA peer access is "
+                           f"unavailable (IOMMU/ACS or virtualisation?)")
+    return out
+
+
 def measure_bandwidth(size_mb: float = 64, reps: int = 5, topo: TopologySnapshot | None = None) -> BandwidthReport:
     """Copy bandwidth/latency matrix over the devices of ``topo`` (default: the current topology)."""
     topo = topo or topology()
@@ -108,20 +130,7 @@ def measure_bandwidth(size_mb: float = 64, reps: int = 5, topo: TopologySnapshot
         for i in range(n):
             for j in range(n):
                 gb[i][j], lat[i][j] = _time_cuda(cp, topo.devices[i].index, topo.devices[j].index, n_bytes, reps)
-        for i in range(n):
-            for j in range(n):
-                if i == j:
-                    continue
-                code = topo.links[i][j]
-                kind, _ = parse_link(code)
-                nom = nominal_gbps(code)
-                if nom and gb[i][j] < 0.25 * nom and topo.peer_access[i][j]:
-                    warns.append(f"{labels[i]} -> {labels[j]}: measured {gb[i][j]:.1f} GB/s, far below the "
-                                 f"nominal ~{nom:.0f} GB/s of link {code}")
-                if not topo.peer_access[i][j] and kind in (LinkKind.NVLINK, LinkKind.PIX, LinkKind.PXB):
-                    warns.append(f"{labels[i]} -> {labels[j]}: NVML reports link {code} (a shared "
-                                 f"{'NVLink' if kind is LinkKind.NVLINK else 'PCIe switch'}) but CUDA peer access "
-                                 f"is unavailable (IOMMU/ACS or virtualisation?)")
+        warns += link_warnings(topo, gb)
     return BandwidthReport(device_type=topo.device_type, devices=labels, nbytes=n_bytes,
                            gbps=tuple(tuple(r) for r in gb), latency_us=tuple(tuple(r) for r in lat),
                            warnings=tuple(warns))

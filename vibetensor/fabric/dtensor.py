@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-from ..core import dtype as _dt
 from ..core.device import Device
 from ..core.dispatcher import defop
 from ..core.grad_mode import no_grad, is_grad_enabled
@@ -17,7 +16,7 @@ from ..core.tensor import Tensor, _VersionCounter, _INPLACE, _index_arg
 from ..errors import DeviceMismatchError
 from . import layout
 from .mesh import DeviceMesh
-from .spec import Partial, Placement, Replicate, ReduceOp, Shard, normalize
+from .spec import Partial, Replicate, normalize
 
 
 class _GlobalMeta:

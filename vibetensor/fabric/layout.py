@@ -66,6 +66,9 @@ def move(t: Tensor, dev, why="") -> Tensor:
     if t._device.type == "cuda" and dev.type == "cuda":
         _ensure_peer_access()
     multidev.sync(t._device)
+    if t._device.type == "cuda" and not t._data.flags.c_contiguous:
+        with _be.device_guard(t._device):  # a strided slice: pack it on its own GPU, then one peer copy
+            t = Tensor._make(_be.xp_of(t._data).ascontiguousarray(t._data), t._device)
     with no_grad():
         out = t.to(dev)
     record_copy(int(t._data.nbytes), t._device, dev, why)

@@ -41,7 +41,6 @@ def linear(call):
     on = x.ndim  # output ndim
     for m in range(call.mesh.ndim):
         px, pw = x._placements[m], w._placements[m]
-        pb = bias._placements[m] if has_b else R
         if isinstance(pw, Shard) and pw.dim == 0:                         # column-parallel
             sel = (R, Shard(0), Shard(0), Shard(on - 1))
         elif (isinstance(pw, Shard) and pw.dim == 1) or (isinstance(px, Shard) and px.dim == x.ndim - 1):
@@ -55,7 +54,6 @@ def linear(call):
                 psum_axes.append(m)
         else:
             sel = (R, R, R, R)
-        _ = pb
         ins[xi].append(sel[0])
         ins[wi].append(sel[1])
         if has_b:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from .handler import Decline, Plan, rule
-from .spec import Replicate, Shard, chunk_sizes
+from .spec import Replicate, Shard
 
 
 def _infer(shape, numel):
@@ -168,7 +168,7 @@ def squeeze(call):
     return Plan([ins], tuple(outs), local=local if n else None)
 
 
-def _keep_unless(call, dims, extra=None):
+def _keep_unless(call, dims):
     """Shards stay unless on one of ``dims`` (then Replicate); other tensors Replicate."""
     a = call.dts[0]
     ins0 = [p if not (isinstance(p, Shard) and p.dim in dims) and not p.is_partial() else Replicate()
@@ -368,10 +368,6 @@ def minmax_grad(call):
             ig.append(Replicate())
             outs.append(Replicate())
     return Plan([ia, ig] if call.dts[0] is a else [ig, ia], tuple(outs))
-
-
-def _unused(*a):  # keep linters quiet about chunk_sizes import used by callers
-    return chunk_sizes(*a)
 
 
 @rule("diagonal_backward")
