@@ -153,3 +153,48 @@ def test_bad_input(cpu_devices):
     multi = DeviceMesh(["cpu:0", "cpu:1"], process_ranks=[0, 1])
     with pytest.raises(NotImplementedError, match="collectives"):
         distribute_tensor(vt.randn(2), multi, [Shard(0)])
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.float16, vt.bfloat16, vt.int32, vt.int64, vt.uint8, vt.bool])
+def test_dtypes_round_trip_and_ops(cpu_devices, dtype):
+    mesh = init_device_mesh("cpu", (4,))
+    a = (np.random.randn(7, 3) * 4)
+    x = vt.tensor(a).to(dtype)
+    ref = x.numpy() if dtype not in (vt.bfloat16,) else x.float().numpy()
+    for pl in (Shard(0), Shard(1), Replicate()):
+        d = distribute_tensor(x, mesh, [pl])
+        assert d.dtype is dtype
+        got = d.full_tensor()
+        np.testing.assert_array_equal(got.numpy() if dtype is not vt.bfloat16 else got.float().numpy(), ref)
+        if dtype is not vt.bool:   # partial sums add in another order: float tolerance of the dtype
+            s = (d + d).sum(0).full_tensor().to(vt.float64).numpy()
+            want = (x + x).sum(0).to(vt.float64).numpy()
+            tol = {vt.float32: 1e-6, vt.float16: 2e-3, vt.bfloat16: 2e-2}.get(dtype, 0)
+            np.testing.assert_allclose(s, want, rtol=tol, atol=tol)
+
+
+def test_empty_and_noncontiguous(cpu_devices):
+    mesh = init_device_mesh("cpu", (4,))
+    e = distribute_tensor(vt.zeros(0, 3), mesh, [Shard(0)])
+    assert tuple(e.shape) == (0, 3) and [tuple(t.shape) for t in e.to_local()] == [(0, 3)] * 4
+    assert tuple((e * 2).sum(1).full_tensor().shape) == (0,)
+    assert float(e.sum()) == 0.0
+    a = np.random.randn(5, 6)
+    nc = vt.tensor(a, dtype=vt.float64).t()        # a transposed view
+    d = distribute_tensor(nc, mesh, [Shard(1)])
+    np.testing.assert_allclose(d.full_tensor().numpy(), a.T)
+    np.testing.assert_allclose((d * 1.5).redistribute(mesh, [Shard(0)]).full_tensor().numpy(), 1.5 * a.T)
+
+
+def test_like_factories_keep_layout(cpu_devices):
+    mesh = init_device_mesh("cpu", (2, 2))
+    d = distribute_tensor(vt.randn(5, 4), mesh, [Shard(0), Partial("sum")])
+    z = vt.zeros_like(d)
+    o = vt.ones_like(d)
+    r = vt.randn_like(d)
+    assert isinstance(z, DTensor) and z.placements == (Shard(0), Replicate())
+    np.testing.assert_array_equal(o.full_tensor().numpy(), np.ones((5, 4), np.float32))
+    np.testing.assert_array_equal(z.full_tensor().numpy(), np.zeros((5, 4), np.float32))
+    rl = r.to_local()
+    np.testing.assert_array_equal(rl[0].numpy(), rl[1].to("cpu:0").numpy())   # replicas agree
+    assert vt.full_like(d, 3.0).full_tensor().numpy().max() == 3.0
