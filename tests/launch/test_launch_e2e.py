@@ -306,3 +306,25 @@ def test_auto_nproc_and_module_entry_point(tmp_path):
                        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=40)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("rank=0 local_rank=0 world_size=1 local_world_size=1 launcher=vt-launch")
+
+
+def test_ranks_on_other_hosts_use_mpi_tags_and_mpi_abort(tmp_path):
+    """--hosts mode where the ranks cannot see the launcher's run dir (it believes it is on another host):
+    output arrives through Hydra's -prepend-rank tags and a failing rank aborts the job through MPI."""
+    code = ("import socket, sys; socket.gethostname = lambda: 'launcher-elsewhere'; from launch.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    out = _script(tmp_path, "words.py", "for i in range(3):\n    print('line', i, 'of', 'many', 'words')\n")
+    fail = _script(tmp_path, "fail.py", FAIL_SCRIPT.format(action="sys.exit(3)"))
+    runs = []
+    for s in (out, fail):
+        runs.append(subprocess.run([sys.executable, "-c", code, "-n", "2", "--hosts", "localhost", "--nnodes", "1",
+                                    "--log-dir", "logs", s], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                                   text=True, timeout=40))
+    p = runs[0]
+    assert p.returncode == 0, p.stderr
+    for r in (0, 1):
+        assert [ln for ln in p.stdout.splitlines() if ln.startswith(f"[rank {r}]")] == \
+            [f"[rank {r}] line {i} of many words" for i in range(3)]
+    p = runs[1]
+    assert p.returncode == 3 and "rank 1 failed first: SystemExit(3)" in p.stderr
+    assert _leftovers(str(tmp_path)) == []

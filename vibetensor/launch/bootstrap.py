@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     protocol.write_pid(info.rank)
     protocol.report_os_exit(info.rank)
-    if protocol.redirect_output(info.rank):
-        for s in (sys.stdout, sys.stderr):
-            s.reconfigure(line_buffering=True)
+    protocol.redirect_output(info.rank)
+    for s in (sys.stdout, sys.stderr):
+        # whole lines per write: MPI output taggers (Hydra -prepend-rank) tag every write they read
+        s.reconfigure(line_buffering=True, write_through=False)
     _set_parent_death_signal()
     export_env(info)
     os.environ.setdefault("VT_RESTART_COUNT", "0")

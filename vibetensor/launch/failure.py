@@ -73,10 +73,11 @@ def _dump_events(info, summary: str) -> None:
 
 
 def _mpi_for_abort():
-    """mpi4py.MPI ready to Abort, or None. Initialises MPI only under a plain MPI launcher (no vt-launch
-    watcher), where aborting through MPI is the only way to free peers blocked in a collective."""
+    """mpi4py.MPI ready to Abort, or None. Initialises MPI only under an MPI launcher when no vt-launch
+    watcher can see this rank (plain mpiexec, or a remote host), where aborting through MPI is the only
+    way to free peers blocked in a collective."""
     MPI = sys.modules.get("mpi4py.MPI")
-    if MPI is None and os.environ.get(protocol.RUN_DIR) is None:
+    if MPI is None and protocol.run_dir() is None:
         from ..rank_env import under_mpi_launcher  # noqa: PLC0415
         if under_mpi_launcher():
             try:
