@@ -279,4 +279,9 @@ def _filled(like, shape, value):
     return full(tuple(shape), value, dtype=like.dtype, device=like.device)
 
 
+from ._functional_extra import (  # noqa: E402,F401  (re-exported)
+    adaptive_avg_pool2d, batch_norm, binary_cross_entropy, binary_cross_entropy_with_logits, elu, group_norm,
+    hardsigmoid, hardswish, mish,
+)
+
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "ops", "Tensor", "ShapeError", "V")]

@@ -1,8 +1,12 @@
 """Layer modules."""
 from .activation import (
+    ELU,
     GELU,
+    Hardsigmoid,
+    Hardswish,
     LeakyReLU,
     LogSoftmax,
+    Mish,
     ReLU,
     ReLU6,
     Sigmoid,
@@ -12,21 +16,31 @@ from .activation import (
     Tanh,
 )
 from .attention import MultiheadAttention
+from .batchnorm import BatchNorm1d, BatchNorm2d, GroupNorm
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
-from .conv import AvgPool2d, Conv2d, MaxPool2d
+from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d
 from .linear import Flatten, Identity, Linear, Unflatten
-from .loss import CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .normalization import LayerNorm, RMSNorm
 from .sparse import Dropout, Embedding
 
 __all__ = [
+    "ELU",
     "GELU",
+    "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Embedding",
     "Flatten",
+    "GroupNorm",
+    "Hardsigmoid",
+    "Hardswish",
     "Identity",
     "L1Loss",
     "LayerNorm",
@@ -35,6 +49,7 @@ __all__ = [
     "LogSoftmax",
     "MSELoss",
     "MaxPool2d",
+    "Mish",
     "ModuleDict",
     "ModuleList",
     "MultiheadAttention",
