@@ -92,3 +92,20 @@ def test_small_cnn_matches_torch():
                             m.Conv2d(8, 8, 3), m.GroupNorm(2, 8), m.SiLU(), m.AdaptiveAvgPool2d(1), m.Flatten(),
                             m.Linear(8, 4))
     check_layer(build(nn), build(torch.nn), rng.randn(2, 3, 8, 8), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("norm_first,activation,batch_first", [(False, "relu", False), (True, "gelu", True)])
+def test_transformer_encoder_matches_torch(norm_first, activation, batch_first):
+    kw = dict(dim_feedforward=32, dropout=0.0, activation=activation, batch_first=batch_first, norm_first=norm_first)
+    vm = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, **kw), 2, norm=nn.LayerNorm(16))
+    tm = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(16, 4, **kw), 2, norm=torch.nn.LayerNorm(16),
+                                     enable_nested_tensor=False)
+    assert list(vm.state_dict()) == list(tm.state_dict())
+    x = rng.randn(3, 5, 16)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(5 if batch_first else 3).numpy()
+    check_layer(vm, tm, x, rtol=1e-8, atol=1e-10)
+    copy = {k: vt.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()}
+    vm.load_state_dict(copy)
+    vo = vm(vt.tensor(x), mask=vt.tensor(mask), is_causal=True)
+    to = tm(torch.tensor(x), mask=torch.tensor(mask), is_causal=True)
+    np.testing.assert_allclose(vo.detach().numpy(), to.detach().numpy(), rtol=1e-8, atol=1e-10)
