@@ -92,6 +92,17 @@ def render_bandwidth(rep) -> str:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `vt-topo | head`: the reader left; not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="vt-topo", description="Show the devices of this machine and how they "
                                  "connect (NVML link matrix, peer access, cliques).")
     ap.add_argument("--json", action="store_true", help="print the snapshot as JSON")
