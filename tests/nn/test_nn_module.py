@@ -309,3 +309,15 @@ def test_state_dict_legacy_positional_form():
     out = m.state_dict(dest, "m.")
     assert out is dest and list(dest) == ["m.weight", "m.bias"]
     assert m.state_dict(None, "", True)["weight"] is m.weight
+
+
+def test_load_state_dict_accepts_torch_and_numpy_values():
+    tm = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    vm = nn.Linear(3, 2).bfloat16()
+    vm.load_state_dict(tm.state_dict())
+    np.testing.assert_array_equal(vm.weight.detach().numpy().view(np.int16),
+                                  tm.weight.detach().view(torch.int16).numpy())
+    vm.load_state_dict({"weight": np.ones((2, 3)), "bias": np.zeros(2)})
+    assert vm.weight.dtype == vt.bfloat16 and vm.weight.detach().float().numpy().tolist() == [[1.0] * 3] * 2
+    with pytest.raises(RuntimeError, match='expected a Tensor from the checkpoint but received list'):
+        vm.load_state_dict({"weight": [[1.0] * 3] * 2, "bias": np.zeros(2)})

@@ -458,6 +458,9 @@ class Module:
             if not isinstance(val, Tensor):
                 if type(val).__module__ == "numpy" and hasattr(val, "shape"):
                     val = _tensor(val)
+                elif type(val).__module__.startswith("torch") and hasattr(val, "__dlpack__"):
+                    from ..core.dlpack import from_dlpack  # a torch state_dict (e.g. safetensors.torch)
+                    val = from_dlpack(val.detach())
                 else:
                     error_msgs.append(f'While copying the parameter named "{key}", expected a Tensor from the '
                                       f"checkpoint but received {type(val).__name__}")
