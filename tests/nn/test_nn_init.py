@@ -101,3 +101,14 @@ def test_half_precision_init():
     assert t.dtype == vt.bfloat16 and abs(stats(t)[3] - 1.0) < 0.03
     t = init.trunc_normal_(vt.empty(50, 50, dtype=vt.float16), std=0.02)
     assert t.dtype == vt.float16 and stats(t)[1] <= 2.0
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6), (3, 2, 2)])
+def test_orthogonal(shape):
+    t = init.orthogonal_(vt.empty(shape, dtype=vt.float64), gain=2.0)
+    m = t.numpy().reshape(shape[0], -1) / 2.0
+    small = min(m.shape)
+    gram = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
+    np.testing.assert_allclose(gram, np.eye(small), atol=1e-12)
+    with pytest.raises(ValueError, match="2 or more dimensions"):
+        init.orthogonal_(vt.empty(3))

@@ -118,6 +118,34 @@ def eye_(tensor):
         return tensor.copy_(eye(tensor.shape[0], tensor.shape[1], dtype=tensor.dtype, device=tensor.device))
 
 
+def orthogonal_(tensor, gain=1.0, generator=None):
+    """A (semi-)orthogonal matrix (QR of a Gaussian, signs fixed as PyTorch), scaled by ``gain``;
+    tensors with more than 2 dims are flattened after dim 0."""
+    _check(tensor, "orthogonal_")
+    if tensor.dim() < 2:
+        raise ValueError(f"orthogonal_: only tensors with 2 or more dimensions are supported, got shape "
+                         f"{tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        return tensor
+    import numpy as np
+    from ..core.backend import xp_of
+    rows = tensor.shape[0]
+    cols = tensor.numel() // rows
+    g = gen_for(generator, tensor.device)
+    flat = g.normal((rows, cols), np.float64)
+    if rows < cols:
+        flat = flat.T
+    xp = xp_of(flat)
+    q, r = xp.linalg.qr(flat)
+    q = q * xp.sign(xp.diagonal(r))
+    if rows < cols:
+        q = q.T
+    with no_grad():
+        tensor._data[...] = (q * gain).reshape(tuple(tensor.shape)).astype(tensor.dtype.np)
+        tensor._vc.v += 1
+    return tensor
+
+
 def xavier_uniform_(tensor, gain=1.0, generator=None):
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
@@ -152,6 +180,7 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
 uniform = uniform_
 normal = normal_
 constant = constant_
+orthogonal = orthogonal_
 xavier_uniform = xavier_uniform_
 xavier_normal = xavier_normal_
 kaiming_uniform = kaiming_uniform_
