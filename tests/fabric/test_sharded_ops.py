@@ -333,3 +333,14 @@ def test_nll_and_bce_sharded_over_batch(cpu_devices, red):
           [x, tt, w], [[S0], [S0], [R]], grad=(0,), out_placements=[want])
     check(lambda x, t, w: vt.ops.vt.binary_cross_entropy(x.sigmoid(), t, weight=w, reduction=red), [x, tt, rn(7, 5) ** 2],
           [[S0], [S0], [S0]], grad=(0,), out_placements=[want])
+
+
+def test_bad_shapes_give_clear_errors(cpu_devices):
+    mesh = init_device_mesh("cpu", (4,))
+    a = distribute_tensor(vt.randn(6, 2), mesh, [S0])
+    b = distribute_tensor(vt.randn(5, 3), mesh, [S0])
+    with pytest.raises(vt.ShapeError):
+        vt.cat([a, b], dim=1)
+    c = distribute_tensor(vt.randn(4, 7), mesh, [R])
+    with pytest.raises(vt.ShapeError, match=r"global shapes/placements: \(6, 2\) \[Shard\(dim=0\)\], \(4, 7\)"):
+        a @ c

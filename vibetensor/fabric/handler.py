@@ -158,6 +158,9 @@ def handle(op, args, kwargs):
             plan = fn(call)
         except Decline as e:
             reason = f"{op.name}: {e}"
+        except Exception as e:  # noqa: BLE001 - e.g. arguments the rule did not expect: the replicated
+            # fallback runs the op on whole tensors, where the kernel gives its own error for bad input
+            reason = f"{op.name}: sharding rule failed ({type(e).__name__}: {e})"
     if plan is None:
         return _fallback(call, reason)
     _obs.counter_add("fabric.ops.hit")
@@ -209,9 +212,22 @@ def _execute(call, plan):
         if plan.local is not None:
             plan.local(k, mesh.coords(k), b)
             a, kw = b.args, b.kwargs
-        with multidev.on(dev):
-            outs.append(plan.run(k, mesh.coords(k), b) if plan.run is not None else call.op(*a, **kw))
+        try:
+            with multidev.on(dev):
+                outs.append(plan.run(k, mesh.coords(k), b) if plan.run is not None else call.op(*a, **kw))
+        except (ValueError, TypeError, IndexError, RuntimeError) as e:
+            raise _in_context(e, call, k, dev) from e
     return _wrap(call, outs, plan.outputs)
+
+
+def _in_context(e, call, k, dev):
+    """The kernel's error, saying it came from one shard (its shapes are local, not global)."""
+    where = ", ".join(f"{tuple(d.shape)} {list(d._placements)}" for d in call.dts)
+    msg = f"{e} [in {call.name} on shard {k} ({dev}) of DTensors with global shapes/placements: {where}]"
+    try:
+        return type(e)(msg)
+    except Exception:  # noqa: BLE001 - an exception type with another constructor
+        return e
 
 
 def _wrap(call, outs, placements):
