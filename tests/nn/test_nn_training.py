@@ -73,7 +73,7 @@ class TinyGPT(nn.Module):
 
     def forward(self, idx):
         T = idx.shape[1]
-        x = self.tok(idx) + self.pos(vt.arange(T))
+        x = self.tok(idx) + self.pos(vt.arange(T, device=idx.device))
         for b in self.blocks:
             x = b(x)
         return self.head(self.ln_f(x))
