@@ -199,8 +199,36 @@ def redistribute_locals(locals_: list, gshape, mesh, src, dst) -> list:
                 piece = _slice(t, [a - b for a, b in zip(do, so)], ds)
                 out.append(_copy_on(piece, t._device))
         return out
+    ax = _single_allgather(src, dst)
+    if ax is not None:
+        return _allgather(locals_, mesh, ax, src[ax].dim)
     full = join(locals_, mesh, src)
     return split(full, mesh, dst, why="redistribute")
+
+
+def _single_allgather(src, dst):
+    """The mesh axis of a plain Shard(d) -> Replicate change (d sharded by no other axis), else None."""
+    diff = [m for m, (p, q) in enumerate(zip(src, dst)) if p != q]
+    if len(diff) != 1:
+        return None
+    m = diff[0]
+    p, q = src[m], dst[m]
+    if not (isinstance(p, Shard) and isinstance(q, Replicate)):
+        return None
+    if any(isinstance(x, Shard) and x.dim == p.dim for i, x in enumerate(src) if i != m):
+        return None
+    return m
+
+
+def _allgather(locals_, mesh, m, d):
+    """Every device concatenates the shards of its group along mesh axis ``m`` (direct peer copies,
+    no detour through one root device)."""
+    out = []
+    for k, t in enumerate(locals_):
+        c = mesh.coords(k)
+        group = [locals_[mesh.flat_index(c[:m] + (i,) + c[m + 1:])] for i in range(mesh.shape[m])]
+        out.append(_concat(group, d, t._device))
+    return out
 
 
 def _local_only(src, dst) -> bool:
