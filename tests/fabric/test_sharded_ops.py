@@ -278,6 +278,7 @@ def test_losses_sharded_over_batch(cpu_devices, red):
 IDX = np.array([2, 0, 1])
 EXTRA = [  # (name, fn, shapes, placements, differentiable)
     ("flip", lambda a: a.flip(1), [(6, 4)], [[S0]], True),
+    ("flip2", lambda a: a.flip(1, 0), [(6, 4)], [[S0]], True),
     ("roll", lambda a: a.roll(1, 1), [(6, 4)], [[S0]], True),
     ("cumprod", lambda a: a.cumprod(1), [(6, 4)], [[S0]], True),
     ("prod", lambda a: a.prod(1), [(8, 4)], [[S0]], True),   # (6, 4) leaves an empty shard: see test below

@@ -101,7 +101,7 @@ def along_dim(call):
         dims = call.arg("dims")
         if dims is None:
             raise Decline("flip/roll over all dims")
-        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        dims = ((dims,) if isinstance(dims, int) else tuple(dims)) + tuple(call.arg("more") or ())
         nd = call.dts[0].ndim
         ds = {x % nd for x in dims}
         ins, outs = [], []
