@@ -11,9 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import vibetensor as vt  # noqa: E402
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+try:
+    import vibetensor as vt  # noqa: E402
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(_HERE))
+    import vibetensor as vt  # noqa: E402
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -31,16 +35,18 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, help="resume from this checkpoint")
     p.add_argument("--trace", default=None, help="write a Chrome trace of the run here")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    p.add_argument("--result-json", default=None, help="write the final result (one JSON object) here")
     return p
 
 
 @dataclass
 class Run:
     rank: int
-    world: int
+    world: int            # processes; each gets global_batch / world samples
     device: vt.Device
     is_main: bool
     args: argparse.Namespace
+    local_devices: int = 1  # > 1: one process drives several devices (vt-launch --single-process)
 
 
 def setup(args) -> Run:
@@ -51,22 +57,53 @@ def setup(args) -> Run:
     want = args.device
     if want == "auto":
         want = "cuda" if vt.cuda.is_available() else "cpu"
+    if want not in ("cpu", "cuda"):
+        raise SystemExit(f"--device {args.device!r}: use cpu, cuda or auto")
+    if want == "cuda" and not vt.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available (install the cuda12/cuda13 extra "
+                         "on a GPU machine, or use --device cpu)")
     dev = vt.device(f"cuda:{local % max(1, vt.cuda.device_count())}") if want == "cuda" else vt.device("cpu")
-    if world > 1:
+    n_local = 1
+    if world == 1 and os.environ.get("VT_SINGLE_PROCESS") == "1":
+        # vt-launch --single-process: one process over every local device (CUDA devices, or the
+        # virtual CPU devices of VT_CPU_DEVICES); DDP splits each batch across them.
+        n_local = vt.cuda.device_count() if want == "cuda" else int(os.environ.get("VT_CPU_DEVICES", "1") or 1)
+        if n_local > 1:
+            dev = vt.device("cuda:0" if want == "cuda" else "cpu:0")
+    if world > 1 or n_local > 1:
         import vibetensor.collectives as dist
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if dev.type == "cuda" else "mpi")
+            backend = "local" if n_local > 1 else ("nccl" if dev.type == "cuda" else "mpi")
+            dist.init_process_group(backend=backend)
     vt.manual_seed(args.seed)
     if args.trace:
         vt.observe.set_mode("basic")
-    return Run(rank, world, dev, rank == 0, args)
+    return Run(rank, world, dev, rank == 0, args, n_local)
 
 
 def wrap_ddp(model, run: Run):
-    if run.world > 1:
+    """DistributedDataParallel when there is more than one replica (ranks or local devices)."""
+    if run.world > 1 or run.local_devices > 1:
         from vibetensor.nn.parallel import DistributedDataParallel
         return DistributedDataParallel(model)
     return model
+
+
+def seed_step(seed: int, step: int, rank: int):
+    """Reseed vt's generators (dropout, sampling) from (seed, step, rank): a resumed run draws the
+    same numbers as an uninterrupted one without checkpointing generator state."""
+    vt.manual_seed(int(np.random.SeedSequence([seed, step, rank, 7]).generate_state(1)[0]))
+
+
+def eval_share(arr, run: "Run"):
+    """This rank's part of an evaluation set (np.array_split: every row on exactly one rank)."""
+    return np.array_split(arr, run.world)[run.rank]
+
+
+def rank_slice(arr, run: "Run"):
+    """This rank's share of a global batch (rows rank*lb .. (rank+1)*lb)."""
+    lb = len(arr) // run.world
+    return arr[run.rank * lb:(run.rank + 1) * lb]
 
 
 def unwrap(model):
@@ -85,6 +122,8 @@ def batch_rng(seed: int, step: int, rank: int) -> np.random.Generator:
 
 
 class Progress:
+    """tqdm bar (rank 0) with loss and throughput, and per-step metrics as JSON lines."""
+
     def __init__(self, run: Run, total: int, start: int = 0):
         self.bar = None
         if run.is_main and not run.args.no_progress:
@@ -110,6 +149,8 @@ class Progress:
 
 
 def save_checkpoint(path: str, model, opt, step: int, run: Run, extra: dict | None = None):
+    """Rank 0 writes model + optimizer + step atomically (vt.save: safetensors, temp file + rename);
+    the data stream and dropout depend only on (seed, step), so this is all a resume needs."""
     if not run.is_main:
         return
     vt.save({"model": unwrap(model).state_dict(), "optim": opt.state_dict(), "step": step,
@@ -138,3 +179,23 @@ def all_reduce_mean(value: float, run: Run) -> float:
     t = vt.tensor([value], dtype=vt.float64)
     dist.all_reduce(t)
     return t.item() / run.world
+
+
+def all_reduce_sum(values, run: Run):
+    """Sum a few numbers (counts for accuracy) over ranks."""
+    if run.world == 1:
+        return list(values)
+    import vibetensor.collectives as dist
+    t = vt.tensor([float(v) for v in values], dtype=vt.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def finish(run: Run, result: dict):
+    """Print the one-line result and write --result-json (rank 0)."""
+    if not run.is_main:
+        return
+    print("RESULT " + json.dumps(result, sort_keys=True))
+    if run.args.result_json:
+        with open(run.args.result_json, "w") as f:
+            json.dump(result, f, sort_keys=True)

@@ -1,7 +1,8 @@
 """Sequence reversal with a causal GPT: <BOS> a1..an <SEP> an..a1 <EOS>.
 
-Alphabet of 32 letters + 4 special tokens, n in 1..16, sequence length 64, loss only after <SEP>.
-Reports exact-match accuracy of greedy decoding on held-out prompts.
+Alphabet of 32 letters + 4 special tokens, n in 1..16, sequence length 64, dim 128, 4 heads,
+2 layers, global batch 64, loss only after <SEP>. Reports exact-match accuracy of greedy decoding
+on 256 held-out prompts (16 per length) and stops early once it reaches --target-acc.
 
     python examples/minigpt_reverse.py                     # CPU or GPU, one device
     vt-launch -n 2 examples/minigpt_reverse.py             # data parallel over 2 ranks
@@ -13,25 +14,26 @@ import time
 import numpy as np
 
 import common
-from gpt import GPT, GPTConfig, cosine_lr, lm_loss
+from gpt import GPT, GPTConfig, cosine_lr
 
 import vibetensor as vt
+import vibetensor.nn.functional as F
 
 PAD, BOS, SEP, EOS = 0, 1, 2, 3
 LETTERS, MAX_N, SEQ = 32, 16, 64
 VOCAB = LETTERS + 4
-CONFIGS = {  # steps, batch, lr, dim, layers, heads
-    "small": dict(steps=600, batch=64, lr=2e-3, dim=128, layers=2, heads=4),
-    "full": dict(steps=3000, batch=64, lr=1e-3, dim=128, layers=2, heads=4),
+CONFIGS = {  # the model sizes are the task's spec; steps/lr tuned for >= 99% within the budget
+    "small": dict(steps=1500, batch=64, lr=3e-3, warmup=100, dim=128, layers=2, heads=4),
+    "full": dict(steps=3000, batch=64, lr=3e-3, warmup=100, dim=128, layers=2, heads=4),
 }
 
 
 def make_batch(rng: np.random.Generator, batch: int):
-    """Token ids (batch, SEQ+1) and the loss mask position of each <SEP>."""
+    """Token ids (batch, SEQ+1), PAD after <EOS>, and the position of each <SEP>."""
     seqs = np.full((batch, SEQ + 1), PAD, dtype=np.int64)
     sep = np.empty(batch, dtype=np.int64)
-    for i in range(batch):
-        n = int(rng.integers(1, MAX_N + 1))
+    ns = rng.integers(1, MAX_N + 1, size=batch)
+    for i, n in enumerate(ns):
         a = rng.integers(4, 4 + LETTERS, size=n)
         s = np.concatenate([[BOS], a, [SEP], a[::-1], [EOS]])
         seqs[i, :len(s)] = s
@@ -39,46 +41,103 @@ def make_batch(rng: np.random.Generator, batch: int):
     return seqs, sep
 
 
-def inputs_targets(seqs, sep):
+def inputs_targets(seqs, sep, trim: bool = True):
+    """Inputs and next-token targets; targets are -100 on the prompt and on padding.
+
+    ``trim`` drops the all-padding tail shared by the whole batch: with causal attention and no loss
+    there, the loss and every gradient are exactly those of the full length-64 batch, for less work."""
     x = seqs[:, :-1]
     y = seqs[:, 1:].copy()
     pos = np.arange(SEQ)[None, :]
-    y[pos < sep[:, None]] = -100           # no loss on the prompt
-    y[(y == PAD)] = -100                   # nor on padding
-    return x, y
+    y[pos < sep[:, None]] = -100
+    y[y == PAD] = -100
+    if trim:
+        L = int(2 * sep.max())  # the last target (<EOS>) sits at 2n+1 = 2*sep - 1
+        x, y = x[:, :L], y[:, :L]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def loss_fn(logits, y, run, global_count: int):
+    """Mean cross-entropy over the *global* batch's target tokens. Each rank sums its tokens and
+    divides by the global count times 1/world; DDP's gradient average then gives exactly the
+    single-process gradient even though ranks hold different numbers of target tokens."""
+    b, t, v = logits.shape
+    s = F.cross_entropy(logits.reshape(b * t, v), y.reshape(b * t), ignore_index=-100, reduction="sum")
+    return s * (run.world / global_count)
+
+
+def held_out(seed: int, per_len: int = 16):
+    """The held-out prompts (a stream never used for training): letters (per_len*16 rows) and n."""
+    rng = np.random.default_rng([seed, 10 ** 6])
+    ns = np.repeat(np.arange(1, MAX_N + 1), per_len)
+    a = [rng.integers(4, 4 + LETTERS, size=n) for n in ns]
+    return a, ns
 
 
 @vt.no_grad()
 def greedy_accuracy(model, device, seed: int, per_len: int = 16) -> float:
+    """Exact match of greedy decoding: all prompts decode together, one forward per output token.
+    Rows are right-padded; causal attention makes what follows a row's cursor irrelevant to it."""
     model.eval()
-    rng = np.random.default_rng([seed, 10 ** 6])  # held-out stream, never used for training
-    correct = total = 0
-    for n in range(1, MAX_N + 1):
-        a = rng.integers(4, 4 + LETTERS, size=(per_len, n))
-        ctx = np.concatenate([np.full((per_len, 1), BOS), a, np.full((per_len, 1), SEP)], axis=1)
-        for _ in range(n + 1):
-            logits = model(vt.tensor(ctx, device=device))
-            nxt = logits[:, -1].argmax(dim=-1).cpu().numpy()
-            ctx = np.concatenate([ctx, nxt[:, None]], axis=1)
-        want = np.concatenate([a[:, ::-1], np.full((per_len, 1), EOS)], axis=1)
-        correct += int((ctx[:, n + 2:] == want).all(axis=1).sum())
-        total += per_len
+    a, ns = held_out(seed, per_len)
+    B = len(ns)
+    ctx = np.full((B, 2 * MAX_N + 3), PAD, dtype=np.int64)
+    for i, (n, ai) in enumerate(zip(ns, a)):
+        ctx[i, 0], ctx[i, 1:n + 1], ctx[i, n + 1] = BOS, ai, SEP
+    for j in range(MAX_N + 1):
+        rows = np.nonzero(ns >= j)[0]            # rows with output token j still to produce
+        cur = ns[rows] + 1 + j                   # position whose logits give token j
+        L = int(cur.max()) + 1
+        logits = model(vt.tensor(ctx[rows, :L], device=device))
+        pred = logits.argmax(dim=-1).cpu().numpy()
+        ctx[rows, cur + 1] = pred[np.arange(len(rows)), cur]
+    ok = [np.array_equal(ctx[i, n + 2:2 * n + 3], np.concatenate([ai[::-1], [EOS]]))
+          for i, (n, ai) in enumerate(zip(ns, a))]
     model.train()
-    return correct / total
+    return float(np.mean(ok))
+
+
+@vt.no_grad()
+def teacher_forced_accuracy(model, device, seed: int, per_len: int = 16) -> float:
+    """One forward pass: a prompt decodes exactly iff every output token is the argmax given the
+    correct prefix, so this equals greedy_accuracy (up to float ties) at a 17th of the cost."""
+    model.eval()
+    a, ns = held_out(seed, per_len)
+    seqs = np.full((len(ns), 2 * MAX_N + 3), PAD, dtype=np.int64)
+    for i, (n, ai) in enumerate(zip(ns, a)):
+        seqs[i, :2 * n + 3] = np.concatenate([[BOS], ai, [SEP], ai[::-1], [EOS]])
+    pred = model(vt.tensor(seqs[:, :-1], device=device)).argmax(dim=-1).cpu().numpy()
+    ok = [(pred[i, n + 1:2 * n + 2] == seqs[i, n + 2:2 * n + 3]).all() for i, n in enumerate(ns)]
+    model.train()
+    return float(np.mean(ok))
+
+
+def build(args):
+    cfg = dict(CONFIGS[args.config])
+    for k in ("steps", "lr"):
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    if args.batch_size is not None:
+        cfg["batch"] = args.batch_size
+    for k in ("dim", "layers", "heads"):
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    return cfg
 
 
 def main(argv=None):
     p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=100, help="held-out accuracy every N steps (0: only at the end)")
     p.add_argument("--target-acc", type=float, default=0.99,
-                   help="stop early once held-out exact-match accuracy reaches this")
+                   help="stop early once held-out exact-match accuracy reaches this (> 1: never)")
+    p.add_argument("--dim", type=int, default=None)
+    p.add_argument("--layers", type=int, default=None)
+    p.add_argument("--heads", type=int, default=None)
     args = p.parse_args(argv)
-    cfg = dict(CONFIGS[args.config])
-    steps = args.steps or cfg["steps"]
-    gbatch = args.batch_size or cfg["batch"]
-    lr = args.lr or cfg["lr"]
+    cfg = build(args)
+    steps, gbatch, lr = cfg["steps"], cfg["batch"], cfg["lr"]
     run = common.setup(args)
-    lb = common.local_batch(gbatch, run)
+    common.local_batch(gbatch, run)
 
     model = GPT(GPTConfig(vocab=VOCAB, seq=SEQ, dim=cfg["dim"], layers=cfg["layers"], heads=cfg["heads"]))
     model.to(run.device)
@@ -87,45 +146,59 @@ def main(argv=None):
     ddp = common.wrap_ddp(model, run)
     if run.is_main:
         print(f"minigpt_reverse: {model.num_params():,} parameters on {run.device}, {run.world} rank(s), "
-              f"global batch {gbatch}, {steps} steps")
+              f"global batch {gbatch}, up to {steps} steps, target exact match {args.target_acc}")
 
     prog = common.Progress(run, steps, start)
-    acc, t0, first_loss, loss_v = None, time.perf_counter(), None, None
+    acc, first_loss, loss_v, done, stopped = None, None, None, start, False
+    t0 = time.perf_counter()
+    train_time = 0.0
     for step in range(start, steps):
+        ts = time.perf_counter()
         seqs, sep = make_batch(common.batch_rng(args.seed, step, 0), gbatch)
-        seqs, sep = seqs[run.rank * lb:(run.rank + 1) * lb], sep[run.rank * lb:(run.rank + 1) * lb]
         x, y = inputs_targets(seqs, sep)
+        count = int((y != -100).sum())
+        x, y = common.rank_slice(x, run), common.rank_slice(y, run)
+        common.seed_step(args.seed, step, run.rank)
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, lr, warmup=min(100, steps // 10 + 1))
+            g["lr"] = cosine_lr(step, steps, lr, warmup=min(cfg["warmup"], steps // 10 + 1))
         with vt.observe.span("step"):
-            loss = lm_loss(ddp(vt.tensor(x, device=run.device)), vt.tensor(y, device=run.device))
+            loss = loss_fn(ddp(vt.tensor(x, device=run.device)), vt.tensor(y, device=run.device), run, count)
             opt.zero_grad()
             loss.backward()
             vt.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-        loss_v = common.all_reduce_mean(loss.item(), run)
+        loss_v = common.all_reduce_mean(loss.item(), run)  # the global-batch mean
+        train_time += time.perf_counter() - ts
+        done = step + 1
         first_loss = loss_v if first_loss is None else first_loss
-        prog.update(step + 1, loss=loss_v, tok_s=(step + 1 - start) * gbatch * SEQ / (time.perf_counter() - t0))
-        if args.save and args.save_every and (step + 1) % args.save_every == 0:
-            common.save_checkpoint(args.save, model, opt, step + 1, run)
-        if args.eval_every and (step + 1) % args.eval_every == 0:
-            acc = greedy_accuracy(model, run.device, args.seed)
-            if run.is_main:
-                prog.bar and prog.bar.write(f"step {step + 1}: loss {loss_v:.4f}, held-out exact match {acc:.3f}")
-            if acc >= args.target_acc:
-                steps = step + 1
-                break
+        prog.update(done, loss=loss_v, tok_s=(done - start) * gbatch * SEQ / max(1e-9, train_time))
+        if args.save and args.save_every and done % args.save_every == 0:
+            common.save_checkpoint(args.save, model, opt, done, run)
+        if args.eval_every and done % args.eval_every == 0 and done < steps:
+            # cheap equivalent check first; the real greedy decode only when it can pass
+            tf = teacher_forced_accuracy(model, run.device, args.seed)
+            if run.is_main and prog.bar is not None:
+                prog.bar.write(f"step {done}: loss {loss_v:.4f}, held-out exact match (teacher-forced) {tf:.3f}")
+            if tf >= args.target_acc:
+                acc = greedy_accuracy(model, run.device, args.seed)
+                if acc >= args.target_acc:
+                    stopped = True
+                    break
     prog.close()
-    if acc is None or (args.eval_every and steps % args.eval_every):
+    wall = time.perf_counter() - t0
+    if not stopped:
         acc = greedy_accuracy(model, run.device, args.seed)
     if args.save:
-        common.save_checkpoint(args.save, model, opt, steps, run)
+        common.save_checkpoint(args.save, model, opt, done, run)
     common.finish_trace(run)
+    ms = 1000 * train_time / max(1, done - start)
     if run.is_main:
-        dt = time.perf_counter() - t0
-        print(f"done: {steps} steps in {dt:.1f}s, loss {first_loss:.4f} -> {loss_v:.4f}, "
-              f"held-out exact-match accuracy {acc:.4f}")
-    return {"loss": loss_v, "first_loss": first_loss, "accuracy": acc, "steps": steps}
+        print(f"done: {done} steps in {wall:.1f}s ({ms:.0f} ms/step), loss {first_loss:.4f} -> {loss_v:.4f}, "
+              f"held-out greedy exact-match accuracy {acc:.4f}")
+    result = {"example": "minigpt_reverse", "steps": done, "loss": loss_v, "first_loss": first_loss,
+              "accuracy": acc, "ms_per_step": ms, "wall_s": wall, "world": run.world, "device": str(run.device)}
+    common.finish(run, result)
+    return result
 
 
 if __name__ == "__main__":
