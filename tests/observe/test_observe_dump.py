@@ -134,3 +134,15 @@ def test_load_dumps_keeps_newest_per_rank(tmp_path):
             json.dumps({"rank": 0, "pid": pid, "events": [], "wall_time_ns": wall}))
     dumps, notes = obs.load_dumps(str(tmp_path))
     assert [d["pid"] for d in dumps] == [11] and "ignoring older vt_events_rank0_pid10.json" in notes[0]
+
+
+def test_exit_dump(tmp_path):
+    script = ("import vibetensor.observe as obs; obs.set_rank(1, 2); obs.install_exit_dump(); "
+              "obs.install_exit_dump(); obs.mark('bye')")
+    env = {**os.environ, "VT_DUMP_DIR": str(tmp_path), "PYTHONPATH": REPO}
+    p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    (f,) = os.listdir(tmp_path)
+    d = json.load(open(tmp_path / f))
+    assert f.startswith("vt_events_rank1_pid") and d["reason"] == "process exit"
+    assert [e["name"] for e in d["events"]].count("observe.dump") == 1 and "bye" in [e["name"] for e in d["events"]]

@@ -17,5 +17,7 @@ from .events import (  # noqa: F401
 from .stats import counter_add, stats, reset_stats  # noqa: F401
 from .capture import snapshot  # noqa: F401
 from .chrome import export_chrome_trace, chrome_trace  # noqa: F401
-from .dumpfile import dump, install_signal_dump, uninstall_signal_dump, load_dumps, DumpError  # noqa: F401
+from .dumpfile import (  # noqa: F401
+    dump, install_signal_dump, uninstall_signal_dump, install_exit_dump, load_dumps, DumpError,
+)
 from . import collective  # noqa: F401

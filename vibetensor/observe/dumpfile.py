@@ -112,6 +112,26 @@ def uninstall_signal_dump(signum: int | None = None) -> None:
         signal.signal(signum, _installed.pop(signum))
 
 
+_exit_dump_dir: list = []  # non-empty once install_exit_dump ran: [directory]
+
+
+def install_exit_dump(directory: str | None = None) -> None:
+    """Also dump when the interpreter exits normally (atexit). Off by default: a job where one rank
+    finished early (it skipped a collective) otherwise leaves no record of what it did."""
+    import atexit
+    if _exit_dump_dir:
+        return
+    _exit_dump_dir.append(directory)
+
+    def _at_exit():
+        try:
+            dump("process exit", _exit_dump_dir[0])
+        except Exception as exc:
+            print(f"vibetensor: event dump at exit failed: {exc!r}", file=sys.stderr, flush=True)
+
+    atexit.register(_at_exit)
+
+
 # ---- reading dumps back -------------------------------------------------------------------------
 def load_dump(path: str) -> dict:
     """One dump file as a dict, validated enough that the analyzers can trust its shape."""
