@@ -318,7 +318,7 @@ def _analyze_group(g: str, per_rank, hints, dumps_by_rank, world: int | None) ->
                else f"{'it' if one else 'they'} completed no collective of this group")
         if instead is not None:
             why = (f"{'it' if one else 'they'} issued {instead[0]} as #{s} instead, {_STATE_WORDS[instead[1]]}: "
-                   f"a skipped or reordered collective; {why}")
+                   "a skipped or reordered collective" + (f"; {why}" if ls != s else ""))
         parts.append(f"{_ranks_word(rs)} never joined it ({why})")
     if len(not_done) < len(joined):
         by_state: dict = {}
