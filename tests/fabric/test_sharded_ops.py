@@ -172,7 +172,7 @@ def test_column_then_row_parallel_mlp(cpu_devices):
     out, d = check(fn, [x, w1, b1, w2, b2], [[R], [S0], [S0], [S1], [R]], grad=(0, 1, 2, 3, 4),
                    out_placements=[PS])
     assert d[1].grad.placements == (S0,) and d[2].grad.placements == (S0,)
-    assert d[3].grad.placements == (S1,) and d[4].grad.placements == (R,)
+    assert d[3].grad.placements == (S1,) and d[4].grad.placements == (R,) and d[0].grad.placements == (R,)
     # on a 2x2 mesh: data parallel on dp, tensor parallel on tp
     check(fn, [x, w1, b1, w2, b2], [[S0, R], [R, S0], [R, S0], [R, S1], [R, R]], mesh_shape=(2, 2),
           grad=(0, 1, 2, 3, 4), out_placements=[S0, PS])
@@ -193,8 +193,9 @@ def test_batched_matmul(cpu_devices):
 @pytest.mark.parametrize("pi, pw, want", [(S0, R, S0), (R, S1, Shard(2)), (R, S0, PS), (S1, R, S1)])
 def test_embedding(cpu_devices, pi, pw, want):
     ids = np.random.randint(0, 11, size=(5, 3))
-    check(lambda i, w: F.embedding(i, w), [ids, rn(11, 4)], [[pi], [pw]], grad=(1,), ints=(0,),
-          out_placements=[want])
+    _, d = check(lambda i, w: F.embedding(i, w), [ids, rn(11, 4)], [[pi], [pw]], grad=(1,), ints=(0,),
+                 out_placements=[want])
+    assert d[1].grad.placements == (pw,)     # the table's gradient is laid out like the table
 
 
 # ------------------------------------------------------------------ fallback, mixing, in-place

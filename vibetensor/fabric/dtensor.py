@@ -165,6 +165,13 @@ class DTensor(Tensor):
             out.requires_grad_(True)
         return out
 
+    def requires_grad_(self, requires_grad=True):
+        super().requires_grad_(requires_grad)
+        if requires_grad and self.is_leaf and not getattr(self, "_layout_hook", False):
+            self._layout_hook = True
+            self.register_hook(_grad_layout_hook(self._mesh, _grad_placements(self._placements)))
+        return self
+
     # ---- Tensor overrides that touch storage
     def detach(self):
         t = DTensor._new([x.detach() for x in self._local], self._mesh, self._placements, self._meta.shape,
@@ -274,6 +281,19 @@ def _need_dtensor(name):
     def k(*a, **kw):
         raise TypeError(f"fabric::{name} expects a DTensor")
     return k
+
+
+def _grad_layout_hook(mesh, placements):
+    """A leaf's gradient takes the leaf's layout (a Partial sum is reduced, a replicated gradient of a
+    sharded parameter is sliced), so ``.grad`` is laid out like the parameter, whatever the ops did."""
+    def hook(g):
+        g = _plain_to_dtensor(g, mesh, placements)
+        if g._placements != placements:
+            with no_grad():
+                g = DTensor._new(layout.redistribute_locals(g._local, g._meta.shape, mesh, g._placements, placements),
+                                 mesh, placements, g._meta.shape, g._dtype)
+        return g
+    return hook
 
 
 def _plain_to_dtensor(g, mesh, placements):
