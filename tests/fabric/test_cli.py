@@ -70,7 +70,7 @@ def test_explain_and_bandwidth_on_virtual_devices():
 def test_nvml_error_exits_nonzero_with_cause(monkeypatch, capsys):
     """A broken driver (NVML init fails for another reason than 'no driver') is an error, not 'no GPU'."""
     from vibetensor.fabric import cli, nvml
-    from vibetensor.fabric.topology import TopologyError
+    from vibetensor.fabric.topo import TopologyError
     monkeypatch.delenv("VT_TOPOLOGY_FILE", raising=False)
 
     def broken():
@@ -84,7 +84,7 @@ def test_nvml_error_exits_nonzero_with_cause(monkeypatch, capsys):
 def test_nvml_absent_vs_broken_classification(monkeypatch):
     import types
     from vibetensor.fabric import nvml
-    from vibetensor.fabric.topology import TopologyError
+    from vibetensor.fabric.topo import TopologyError
 
     class NVMLError(Exception):
         def __init__(self, value):

@@ -78,7 +78,7 @@ def test_inspect_topology_and_cliques(cpu_devices):
 
 def test_measure_bandwidth_virtual(cpu_devices, monkeypatch):
     monkeypatch.setenv("NCCL_P2P_DISABLE", "1")
-    t = importlib.import_module("vibetensor.fabric.topology").virtual_cpu(2)
+    t = importlib.import_module("vibetensor.fabric.topo").virtual_cpu(2)
     rep = vt.fabric.measure_bandwidth(size_mb=1, reps=2, topo=t)
     assert rep.devices == ("cpu:0", "cpu:1") and len(rep.gbps) == 2
     assert all(v > 0 for row in rep.gbps for v in row)
@@ -87,7 +87,7 @@ def test_measure_bandwidth_virtual(cpu_devices, monkeypatch):
 
 def test_bandwidth_link_warnings_on_fixture():
     from vibetensor.fabric.bandwidth import link_warnings
-    from vibetensor.fabric.topology import from_dict
+    from vibetensor.fabric.topo import from_dict
     t = vt.fabric.load_file(vt.fabric.fixture_path("pcie_2x4_nvlink_pairs"))
     gb = [[200.0] * 8 for _ in range(8)]
     gb[0][2] = 5.0                       # NV12 (~300 GB/s nominal) measured at 5

@@ -9,7 +9,7 @@ import importlib
 
 from vibetensor.fabric.placement import arrange, ring_order
 
-T = importlib.import_module("vibetensor.fabric.topology")
+T = importlib.import_module("vibetensor.fabric.topo")
 FIX = T.FIXTURES_DIR
 
 

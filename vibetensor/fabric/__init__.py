@@ -7,7 +7,7 @@
 
 Importing this package installs the Sharded dispatch handler.
 """
-from .topology import (  # noqa: F401
+from .topo import (  # noqa: F401
     TopologySnapshot, DeviceInfo, LinkKind, TopologyError, topology, parse_link, fixture_path, load_file,
 )
 from .placement import ring_order, arrange  # noqa: F401

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field, asdict
 
-from .topology import TopologySnapshot, nominal_gbps, parse_link, LinkKind, topology
+from .topo import TopologySnapshot, nominal_gbps, parse_link, LinkKind, topology
 
 _P2P_VARS = ("NCCL_P2P_DISABLE", "NCCL_P2P_LEVEL", "NCCL_SHM_DISABLE", "CUDA_VISIBLE_DEVICES_P2P_DISABLE",
              "NCCL_IGNORE_DISABLED_P2P")

@@ -117,7 +117,7 @@ def _main(argv=None) -> int:
     if args.file:
         os.environ["VT_TOPOLOGY_FILE"] = args.file
     from .. import _env
-    from .topology import TopologyError, topology
+    from .topo import TopologyError, topology
     try:
         _env.reload()
         topo = topology(refresh=True)

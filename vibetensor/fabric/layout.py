@@ -84,7 +84,7 @@ def _ensure_peer_access():
         return
     _peer_done[0] = True
     from .nvml import enable_peer_access
-    from .topology import topology
+    from .topo import topology
     try:
         enable_peer_access(topology("cuda"))
     except Exception as e:  # noqa: BLE001 - copies still work (staged); say why once

@@ -36,7 +36,7 @@ def _resolve(d, device_type):
 def _check_exists(devs):
     if devs[0].type != "cuda":
         return  # cpu:N was checked against VT_CPU_DEVICES when parsed
-    from .topology import topology
+    from .topo import topology
     topo = topology("cuda")
     known = {d.index for d in topo.devices}
     bad = [str(d) for d in devs if d.index not in known]
@@ -201,7 +201,7 @@ def init_device_mesh(device_type: str, mesh_shape, *, mesh_dim_names=None, devic
             from ..core.device import cpu_devices
             devices = cpu_devices()
         else:
-            from .topology import topology
+            from .topo import topology
             devices = [Device("cuda", d.index) for d in topology("cuda").devices]
             if not devices:
                 raise ValueError(f"init_device_mesh('cuda', {mesh_shape}): no CUDA device is visible "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .topology import DeviceInfo, TopologyError, TopologySnapshot, compute_cliques
+from .topo import DeviceInfo, TopologyError, TopologySnapshot, compute_cliques
 
 # NVML errors that mean "this machine has no NVIDIA GPU/driver" rather than "the driver is broken"
 _ABSENT = ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_NOT_FOUND")

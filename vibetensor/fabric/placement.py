@@ -9,7 +9,7 @@ import itertools
 import math
 
 from ..core.device import Device, device as _as_device
-from .topology import TopologySnapshot, topology
+from .topo import TopologySnapshot, topology
 
 _EXHAUSTIVE_MAX = 8  # 7!/2 rings to score at most
 
