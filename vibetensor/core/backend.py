@@ -156,3 +156,57 @@ def matmul(a, b):
             return blas.matmul(a, b)
         return _cupy.matmul(a, b)
     return np.matmul(a, b)
+
+
+# --------------------------------------------------------------------------------------------------
+# Deferred input checks on CUDA. Validating indices on the host would stall the host on every op
+# (a device sync), killing CPU/GPU overlap. As PyTorch's device-side asserts do, a CUDA op records a
+# device flag instead; flags are checked at the next point where the host syncs anyway (item(),
+# numpy(), tolist(), vt.cuda.synchronize()) and raise the op's clear error there. CPU checks stay
+# immediate. Inside CUDA-graph capture no check is recorded.
+
+_pending: list = []
+
+
+def check_index_range(opname, idx, lo, hi, describe):
+    """Raise (CPU) or defer (CUDA) an IndexError when some idx is outside [lo, hi)."""
+    if idx.size == 0:
+        return
+    if not is_cuda_array(idx):
+        bad = (idx < lo) | (idx >= hi)
+        if bad.any():
+            raise IndexError(describe(int(idx.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])))
+        return
+    from ..cuda.graphs import is_current_stream_capturing
+    if is_current_stream_capturing():
+        return
+    _pending.append((idx, lo, hi, describe))
+    if len(_pending) > 64:
+        flush_checks()
+
+
+def defer_flag(flag, message):
+    """CUDA: remember a 0-d bool device array; raise IndexError(message()) at the next flush if True."""
+    from ..cuda.graphs import is_current_stream_capturing
+    if is_current_stream_capturing():
+        return
+    _pending.append((flag, None, None, message))
+
+
+def flush_checks():
+    if not _pending:
+        return
+    items = list(_pending)
+    _pending.clear()
+    cp = _cupy
+    flags = []
+    for idx, lo, hi, _ in items:
+        flags.append(((idx < lo) | (idx >= hi)).any() if lo is not None else idx)
+    bad = cp.stack(flags).get()
+    for (idx, lo, hi, describe), b in zip(items, bad):
+        if b:
+            if lo is None:
+                raise IndexError(describe())
+            flat = idx.reshape(-1)
+            v = int(flat[cp.flatnonzero((flat < lo) | (flat >= hi))[0]].get())
+            raise IndexError(describe(v))

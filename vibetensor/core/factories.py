@@ -165,6 +165,12 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
                 requires_grad=requires_grad)
 
 
+def _on(dev):
+    """(array module, device guard) to build directly on ``dev``: no host-to-device copy, so
+    factories also work inside CUDA-graph capture."""
+    return _be.xp_for(dev), _be.device_guard(dev)
+
+
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     if end is None:
         start, end = 0, start
@@ -174,16 +180,25 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         dtype = _dt.int64 if all(isinstance(v, int) for v in (start, end, step)) else _dt.get_default_dtype()
     dt = _dt.as_dtype(dtype)
     n = max(0, math.ceil((end - start) / step))
-    arr = (start + np.arange(n, dtype=np.float64) * step) if dt.is_floating_point else \
-        np.arange(start, end, step, dtype=np.int64)[:n]
-    return _finish(arr.astype(dt.np), _dev(device), requires_grad)
+    dev = _dev(device)
+    xp, guard = _on(dev)
+    with guard:
+        if dt.is_floating_point:
+            arr = (start + xp.arange(n, dtype=np.float64) * step).astype(dt.np)
+        else:
+            arr = xp.arange(start, start + n * step, step, dtype=np.int64)[:n].astype(dt.np, copy=False)
+    return _finish(arr, dev, requires_grad)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     if steps < 0:
         raise ValueError(f"linspace: number of steps must be non-negative, got {steps}")
     dt = _dt.as_dtype(dtype)
-    return _finish(np.linspace(start, end, steps, dtype=np.float64).astype(dt.np), _dev(device), requires_grad)
+    dev = _dev(device)
+    xp, guard = _on(dev)
+    with guard:
+        arr = xp.linspace(start, end, steps, dtype=np.float64).astype(dt.np)
+    return _finish(arr, dev, requires_grad)
 
 
 def logspace(start, end, steps, base=10.0, dtype=None, device=None):
@@ -193,7 +208,11 @@ def logspace(start, end, steps, base=10.0, dtype=None, device=None):
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     dt = _dt.as_dtype(dtype)
-    return _finish(np.eye(n, m, dtype=dt.np), _dev(device), requires_grad)
+    dev = _dev(device)
+    xp, guard = _on(dev)
+    with guard:
+        arr = xp.eye(n, m, dtype=dt.np)
+    return _finish(arr, dev, requires_grad)
 
 
 def _rand_common(shape, dtype, device, generator, kind):

@@ -191,6 +191,8 @@ class Tensor:
 
     # ------------------------------------------------------------------ conversion
     def item(self):
+        if _be._pending:
+            _be.flush_checks()
         if self.numel() != 1:
             raise ValueError(f"item(): a tensor with {self.numel()} elements cannot be converted to a Python "
                              f"number; only one-element tensors can")
@@ -206,6 +208,8 @@ class Tensor:
         return a.tolist()
 
     def numpy(self, *, force=False):
+        if _be._pending:
+            _be.flush_checks()
         if self.requires_grad and not force:
             raise RuntimeError("can't call numpy() on a tensor that requires grad; use t.detach().numpy()")
         if self._is_sharded:

@@ -41,6 +41,7 @@ def synchronize(device=None):
     cp = _cp()
     with cp.cuda.Device(_device_index(device)):
         cp.cuda.runtime.deviceSynchronize()
+    _be.flush_checks()
 
 
 def get_device_name(device=None) -> str:

@@ -104,19 +104,20 @@ def _xent_ok(input, target, weight, size_average, reduce, red):
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     if _xent_ok(input, target, weight, size_average, reduce, reduction) and 0.0 <= label_smoothing <= 1.0:
-        import cupy as cp  # noqa: F401  (only reached with CuPy arrays)
+        import cupy as cp  # only reached with CuPy arrays
+        from ..core import backend as _be
         C = input.shape[1]
-        from .graphs import is_current_stream_capturing
-        # validating targets costs a host sync: skipped inside graph capture (rows out of range give 0 there)
-        if is_current_stream_capturing() or not bool(((target != ignore_index) & ((target < 0) | (target >= C))).any()):
-            FUSED_CALLS["cross_entropy"] += 1
-            loss, _ = K.xent_fwd(input, target, ignore_index, label_smoothing)
-            if reduction == "none":
-                return loss.astype(input.dtype, copy=False)
-            s = loss.sum()
-            if reduction == "mean":
-                s = s / (target != ignore_index).sum()
-            return s.astype(input.dtype, copy=False)
+        _be.check_index_range("cross_entropy", cp.where(target == ignore_index, 0, target), 0, C, lambda v: (
+            f"cross_entropy: target {v} is out of bounds for {C} classes (valid 0..{C - 1}, or "
+            f"ignore_index={ignore_index})"))
+        FUSED_CALLS["cross_entropy"] += 1
+        loss, _ = K.xent_fwd(input, target, ignore_index, label_smoothing)
+        if reduction == "none":
+            return loss.astype(input.dtype, copy=False)
+        s = loss.sum()
+        if reduction == "mean":
+            s = s / (target != ignore_index).sum()
+        return s.astype(input.dtype, copy=False)
     return _generic("cross_entropy")(input, target, weight, size_average, ignore_index, reduce, reduction,
                                      label_smoothing)
 

@@ -259,7 +259,7 @@ def _wrap1(call, locs, placements):
 def _fallback(call, reason):
     mesh = call.mesh
     _obs.counter_add("fabric.ops.fallback")
-    _obs.counter_add(f"fabric.fallback_reason.{reason}")
+    _obs.counter_add(f"fabric.fallback_reason.{reason[:160]}")
     if _obs.enabled():
         _obs.record(_obs.EventKind.FABRIC_FALLBACK, call.name, extra={
             "reason": reason, "placements": [str(list(d._placements)) for d in call.dts]})

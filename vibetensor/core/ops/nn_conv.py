@@ -12,6 +12,7 @@ import numpy as np
 
 from ..dispatcher import defop
 from ...errors import ShapeError
+from ..backend import matmul as _bmatmul
 from ._util import V, xp_of
 from .nn_common import is_low, needs, pack, positional, require_float, same_dtype, up_cpu
 
@@ -110,7 +111,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     O, Cg, kh, kw = weight.shape
     xf, wf = up_cpu(x4), up_cpu(weight)
     cols = _im2col(xf, kh, kw, st, pads, dil, Ho, Wo, groups)
-    out = xp.matmul(wf.reshape(groups, O // groups, Cg * kh * kw), cols)  # (G, O/G, N*Ho*Wo)
+    out = _bmatmul(wf.reshape(groups, O // groups, Cg * kh * kw), cols)  # (G, O/G, N*Ho*Wo)
     out = out.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)
     if bias is not None:
         out = out + up_cpu(bias).reshape(1, O, 1, 1)
@@ -151,7 +152,7 @@ def conv2d_backward_input(g, weight, input_shape, stride=1, padding=0, dilation=
     O, Cg, kh, kw = weight.shape
     gf, wf = up_cpu(g4), up_cpu(weight)
     wm = wf.reshape(groups, O // groups, Cg * kh * kw)
-    gcols = xp.matmul(xp.swapaxes(wm, 1, 2), _g_mat(gf, groups))  # (G, Cg*kh*kw, N*Ho*Wo)
+    gcols = _bmatmul(xp.swapaxes(wm, 1, 2), _g_mat(gf, groups))  # (G, Cg*kh*kw, N*Ho*Wo)
     gcols = gcols.reshape(groups, Cg, kh, kw, N, Ho, Wo)
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
     dx = xp.zeros((N, groups, Cg, Hp, Wp), dtype=np.float32 if is_low(gcols) else gcols.dtype)  # f32 accumulate
@@ -174,7 +175,7 @@ def conv2d_backward_weight(g, input, weight_shape, stride=1, padding=0, dilation
     O, Cg, kh, kw = weight_shape
     st, pads, dil, Ho, Wo = _conv_geometry(x4, _Shape(tuple(weight_shape)), stride, padding, dilation, groups)
     cols = _im2col(up_cpu(x4), kh, kw, st, pads, dil, Ho, Wo, groups)
-    gw = xp.matmul(_g_mat(up_cpu(g4), groups), xp.swapaxes(cols, 1, 2))  # (G, O/G, Cg*kh*kw)
+    gw = _bmatmul(_g_mat(up_cpu(g4), groups), xp.swapaxes(cols, 1, 2))  # (G, O/G, Cg*kh*kw)
     return gw.reshape(O, Cg, kh, kw).astype(g.dtype, copy=False)
 
 

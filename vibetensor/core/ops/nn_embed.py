@@ -13,12 +13,9 @@ def _check_ids(opname, ids, n):
     if ids.dtype.kind not in "iu":
         raise DTypeError(f"{opname}: indices must be an integer tensor (int64 or int32), got {ids.dtype}; "
                          f"convert them with .long()")
-    if ids.size:
-        lo, hi = (int(v) for v in xp_of(ids).stack([ids.min(), ids.max()]).tolist())  # one device sync
-        if lo < 0 or hi >= n:
-            bad = lo if lo < 0 else hi
-            raise IndexError(f"{opname}: index {bad} is out of range for a weight with {n} rows "
-                             f"(valid 0..{n - 1})")
+    from .. import backend as _be
+    _be.check_index_range(opname, ids, 0, n, lambda bad: (
+        f"{opname}: index {bad} is out of range for a weight with {n} rows (valid 0..{n - 1})"))
 
 
 def _pad_idx(padding_idx, n):

@@ -66,12 +66,10 @@ def _targets(opname, t, C, ignore_index):
     xp = xp_of(t)
     tf = t.reshape(-1).astype(np.int64, copy=False)
     valid = tf != ignore_index
-    if tf.size:
-        bad = valid & ((tf < 0) | (tf >= C))
-        if bool(bad.any()):
-            v = int(tf[xp.flatnonzero(bad)[0]])
-            raise IndexError(f"{opname}: target {v} is out of bounds for {C} classes (valid 0..{C - 1}, or "
-                             f"ignore_index={ignore_index})")
+    from .. import backend as _be
+    _be.check_index_range(opname, xp.where(valid, tf, 0), 0, C, lambda v: (
+        f"{opname}: target {v} is out of bounds for {C} classes (valid 0..{C - 1}, or "
+        f"ignore_index={ignore_index})"))
     return tf, valid, xp.where(valid, tf, 0)
 
 

@@ -1,6 +1,8 @@
 """View and shape ops (views share storage and the version counter)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..dispatcher import defop
 from ._util import V, wrap_dim, wrap_dims, xp_of
 from .shape_util import defop_sig, params
@@ -29,6 +31,11 @@ def _infer_shape(opname, shape, numel):
 
 def _try_view(a, shape):
     """``a`` viewed as ``shape`` without copying, or None when the strides do not allow it."""
+    if type(a) is np.ndarray:
+        try:
+            return np.reshape(a, shape, copy=False)  # numpy 2.5 deprecates assigning .shape
+        except ValueError:
+            return None
     out = a.view()
     try:
         out.shape = shape
