@@ -184,6 +184,13 @@ def test_matmul_2d(cpu_devices, pa, pb, want):
     check(lambda a, b: a @ b, [rn(6, 5), rn(5, 7)], [[pa], [pb]], grad=(0, 1), out_placements=[want])
 
 
+def test_same_tensor_on_both_sides(cpu_devices):
+    check(lambda m: m @ m, [rn(6, 6)], [[S0]], grad=(0,))
+    check(lambda v: vt.dot(v, v) + (v * v).sum(), [rn(9)], [[S0]], grad=(0,))
+    check(lambda x: F.scaled_dot_product_attention(x, x, x), [rn(4, 2, 5, 3)], [[S0]], grad=(0,),
+          out_placements=[S0])     # self-attention: one tensor as q, k and v
+
+
 def test_batched_matmul(cpu_devices):
     check(lambda a, b: a @ b, [rn(4, 3, 5), rn(4, 5, 2)], [[S0], [S0]], grad=(0, 1), out_placements=[S0])
     check(lambda a, b: a @ b, [rn(4, 3, 5), rn(5, 2)], [[S0], [R]], grad=(0, 1), out_placements=[S0])

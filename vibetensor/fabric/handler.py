@@ -75,6 +75,26 @@ class Call:
         except TypeError:
             return default
 
+    def roles(self):
+        """The parameter name of each DTensor input, in ``dts`` order (the same tensor may appear under
+        several names, e.g. attention(x, x, x))."""
+        sig = _SIGS.get(self.op.qualname) or (bind(self.op, self.args, self.kwargs) and _SIGS[self.op.qualname])
+        params = list(sig.parameters.values())
+        names = []
+
+        def walk(x, name):
+            if isinstance(x, DTensor):
+                names.append(name)
+            elif type(x) in (list, tuple):
+                for y in x:
+                    walk(y, name)
+        for i, a in enumerate(self.args):
+            p = params[min(i, len(params) - 1)] if params else None
+            walk(a, p.name if p is not None else str(i))
+        for k, v in self.kwargs.items():
+            walk(v, k)
+        return names
+
     def placements(self, m):
         return [d._placements[m] for d in self.dts]
 

@@ -199,15 +199,13 @@ def _vector_backward(call, g, a, b):
             sel = (R, R, R, R, R)
         for lst, v in zip((ig, ia, ib, oa, ob), sel):
             lst.append(v)
-    order = {id(g): ig, id(a): ia, id(b): ib}
-    return Plan([order[id(t)] for t in call.dts], [tuple(oa), tuple(ob)])
+    by = {"g": ig, "a": ia, "b": ib}
+    return Plan([by[r] for r in call.roles()], [tuple(oa), tuple(ob)])
 
 
 @rule("matmul_backward")
 def matmul_backward(call):
     g, a, b = call.args[0], call.args[1], call.args[2]
-    if a is b or g is a or g is b:
-        raise Decline("aliased operands")
     if b.ndim == 1 and a.ndim in (1, 2):
         return _vector_backward(call, g, a, b)
     on = _mm_dims(a, b)
@@ -237,8 +235,8 @@ def matmul_backward(call):
         ib.append(sel[2])
         oa.append(sel[3])
         ob.append(sel[4])
-    order = {id(g): ig, id(a): ia, id(b): ib}
-    return Plan([order[id(t)] for t in call.dts], [tuple(oa), tuple(ob)])
+    by = {"g": ig, "a": ia, "b": ib}
+    return Plan([by[r] for r in call.roles()], [tuple(oa), tuple(ob)])
 
 
 @rule("embedding")
@@ -368,35 +366,38 @@ def _aligned(t, n, d, size):
 @rule("_scaled_dot_product_attention")
 def sdpa(call):
     q, k, v = call.arg("q"), call.arg("k"), call.arg("v")
-    extra = [t for t in (call.arg("attn_mask"), call.arg("dropout_mask")) if isinstance(t, Tensor)]
     picks = _attn_axes(call, q, [q, k, v])
-    ins = {id(t): [] for t in call.dts}
+    ins = {r: [] for r in ("q", "k", "v", "attn_mask", "dropout_mask")}
     outs = []
     for m, d in enumerate(picks):
-        for t in (q, k, v):
-            ins[id(t)].append(Shard(d) if d is not None else R)
-        for t in extra:
-            ins[id(t)].append(_aligned(t, q.ndim, d, q.shape[d])[0] if d is not None else R)
+        for r in ("q", "k", "v"):
+            ins[r].append(Shard(d) if d is not None else R)
+        for r in ("attn_mask", "dropout_mask"):
+            t = call.arg(r)
+            if isinstance(t, Tensor):
+                ins[r].append(_aligned(t, q.ndim, d, q.shape[d])[0] if d is not None else R)
         outs.append(Shard(d) if d is not None else R)
-    return Plan([ins[id(t)] for t in call.dts], tuple(outs))
+    return Plan([ins[r] for r in call.roles()], tuple(outs))
 
 
 @rule("scaled_dot_product_attention_backward")
 def sdpa_backward(call):
-    g, q, k, v = call.arg("g"), call.arg("q"), call.arg("k"), call.arg("v")
+    q, k, v = call.arg("q"), call.arg("k"), call.arg("v")
     mask = call.arg("attn_mask")
-    extra = [t for t in (mask, call.arg("dropout_mask")) if isinstance(t, Tensor)]
     picks = _attn_axes(call, q, [q, k, v])
-    ins = {id(t): [] for t in call.dts}
+    ins = {r: [] for r in ("g", "q", "k", "v", "attn_mask", "dropout_mask")}
     oq, ok, ov, om = [], [], [], []
     for m, d in enumerate(picks):
-        for t in (g, q, k, v):
-            ins[id(t)].append(Shard(d) if d is not None else R)
+        for r in ("g", "q", "k", "v"):
+            ins[r].append(Shard(d) if d is not None else R)
         mask_full = False
-        for t in extra:
+        for r in ("attn_mask", "dropout_mask"):
+            t = call.arg(r)
+            if not isinstance(t, Tensor):
+                continue
             pl, full = _aligned(t, q.ndim, d, q.shape[d]) if d is not None else (R, False)
-            ins[id(t)].append(pl)
-            if t is mask:
+            ins[r].append(pl)
+            if r == "attn_mask":
                 mask_full = full
         for o in (oq, ok, ov):
             o.append(Shard(d) if d is not None else R)
@@ -406,14 +407,12 @@ def sdpa_backward(call):
             om.append(Shard(d - (q.ndim - mask.ndim)))
         else:
             om.append(PSUM)
-    return Plan([ins[id(t)] for t in call.dts], [tuple(oq), tuple(ok), tuple(ov), tuple(om)])
+    return Plan([ins[r] for r in call.roles()], [tuple(oq), tuple(ok), tuple(ov), tuple(om)])
 
 
 @rule("outer_backward")
 def outer_backward(call):
     g, a, b = call.args[0], call.args[1], call.args[2]
-    if a is b:
-        raise Decline("aliased operands")
     ig, ia, ib, oa, ob = [], [], [], [], []
     for m in range(call.mesh.ndim):
         pa, pb, pg = a._placements[m], b._placements[m], g._placements[m]
@@ -425,5 +424,5 @@ def outer_backward(call):
             sel = (R, R, R, R, R)
         for lst, v in zip((ig, ia, ib, oa, ob), sel):
             lst.append(v)
-    order = {id(g): ig, id(a): ia, id(b): ib}
-    return Plan([order[id(t)] for t in call.dts], [tuple(oa), tuple(ob)])
+    by = {"g": ig, "a": ia, "b": ib}
+    return Plan([by[r] for r in call.roles()], [tuple(oa), tuple(ob)])
