@@ -237,3 +237,20 @@ def test_cuda_tensors_round_trip(tmp_path):
     np.testing.assert_array_equal(back["t"].cpu().numpy(), t.cpu().numpy())
     cpu = vt.load(tmp_path / "g.st", map_location="cpu")
     assert cpu["t"].device == vt.device("cpu")
+
+
+def test_header_starting_like_a_pickle_still_loads(tmp_path):
+    """A valid header whose length bytes begin 0x80 0x02 (length 640) must not be mistaken for a pickle."""
+    for extra in range(400, 700):
+        safetensors.numpy.save_file({"a": np.ones(1, np.float32)}, str(tmp_path / "p.st"),
+                                    metadata={"k": "y" * extra})
+        data = (tmp_path / "p.st").read_bytes()
+        if data[:2] == b"\x80\x02":
+            break
+    else:
+        pytest.skip("could not hit a 640-byte header")
+    assert vt.load(tmp_path / "p.st")["a"].tolist() == [1.0]
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(2)}, str(legacy), _use_new_zipfile_serialization=False)
+    with pytest.raises(vt.CheckpointError, match="never unpickles"):
+        vt.load(legacy)

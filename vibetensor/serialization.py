@@ -155,35 +155,37 @@ def save(obj, f) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ decode
+def _looks_pickled(data: bytes) -> bool:
+    return data[:4] == b"PK\x03\x04" or (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
 def _read_header(data: bytes, where: str) -> dict:
+    def bad(msg):
+        if _looks_pickled(data):  # checked only once parsing failed: a valid header may start with these bytes
+            return CheckpointError(f"{where}: this is a pickle/zip checkpoint (torch.save), not safetensors; "
+                                   f"vibetensor never unpickles -- convert it with safetensors.torch.save_file")
+        return CheckpointError(f"{where}: {msg}")
+
     if len(data) < 8:
-        raise CheckpointError(f"{where}: truncated checkpoint: {len(data)} bytes, shorter than the 8-byte "
-                              f"safetensors header length")
-    if data[:4] == b"PK\x03\x04" or data[:2] == b"\x80\x02":
-        raise CheckpointError(f"{where}: this is a pickle/zip checkpoint (torch.save), not safetensors; "
-                              f"vibetensor never unpickles -- convert it with safetensors.torch.save_file")
+        raise bad(f"truncated checkpoint: {len(data)} bytes, shorter than the 8-byte safetensors header length")
     n = int.from_bytes(data[:8], "little")
     if n > _MAX_HEADER:
-        raise CheckpointError(f"{where}: corrupt checkpoint: header length {n} is implausible (not a safetensors "
-                              f"file?)")
+        raise bad(f"corrupt checkpoint: header length {n} is implausible (not a safetensors file?)")
     if 8 + n > len(data):
-        raise CheckpointError(f"{where}: truncated checkpoint: the header needs {n} bytes but the file holds "
-                              f"only {len(data) - 8} after the length field")
+        raise bad(f"truncated checkpoint: the header needs {n} bytes but the file holds only {len(data) - 8} "
+                  f"after the length field")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{where}: corrupt checkpoint: the safetensors header is not valid JSON ({e})") from None
+        raise bad(f"corrupt checkpoint: the safetensors header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{where}: corrupt checkpoint: the header is a JSON {type(header).__name__}, "
-                              f"expected an object")
+        raise bad(f"corrupt checkpoint: the header is a JSON {type(header).__name__}, expected an object")
     return header
 
 
 def _map_device(saved: str, map_location):
     if map_location is None:
         return _as_device(saved)
-    if callable(map_location) and not isinstance(map_location, (str, Device)):
-        return map_location
     if isinstance(map_location, dict):
         return _as_device(map_location.get(saved, saved))
     return _as_device(map_location)
@@ -199,8 +201,8 @@ def _place(t, saved_dev: str, map_location, name, where):
     try:
         return t.to(dev)
     except Exception as e:
-        raise RuntimeError(f"vt.load({where}): tensor '{name}' was saved on {saved_dev} and cannot be restored to "
-                      f"{dev}: {e}; pass map_location='cpu' (or another device) to load it elsewhere") from None
+        raise RuntimeError(f"vt.load({where}): tensor '{name}' was saved on {saved_dev} and cannot be restored "
+                           f"to {dev}: {e}; pass map_location='cpu' (or another device) to load it elsewhere") from None
 
 
 def load(f, map_location=None, *, weights_only=None, mmap=None):
