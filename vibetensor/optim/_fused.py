@@ -36,6 +36,10 @@ def fused_adamw_step(opt, gi, group, params, states):
     beta1, beta2 = group["betas"]
     buckets: dict = {}
     for p, st in zip(params, states):
+        for k in ("exp_avg", "exp_avg_sq"):  # the kernel indexes flat memory: state must be dense float32
+            t = st[k]
+            if not t._data.flags.c_contiguous or t.dtype.name != "float32":
+                st[k] = t.to(p.dtype).contiguous().clone()
         buckets.setdefault(st["step"].item(), []).append((p, st))
     cache = opt.__dict__.setdefault("_fused_tables", {})
     with _be.device_guard(params[0].device):
