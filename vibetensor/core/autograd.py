@@ -148,6 +148,11 @@ class AccumulateGrad:
             return
         if t.grad is None:
             t.grad = g if g._base is None else g.clone()
+        elif (t.grad._dtype is g._dtype and t.grad._data.shape == g._data.shape and not t.grad._is_sharded
+              and not g._is_sharded and t.grad._device == g._device):
+            # in place, as PyTorch: grad buffers keep their address (fused optimizers, CUDA graphs)
+            t.grad._data += g._data
+            t.grad._vc.v += 1
         else:
             with no_grad():
                 t.grad = t.grad + g

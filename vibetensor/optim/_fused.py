@@ -49,13 +49,13 @@ def fused_adamw_step(opt, gi, group, params, states):
             ms = [st["exp_avg"]._data for _, st in items]
             vs = [st["exp_avg_sq"]._data for _, st in items]
             key = tuple(a.data.ptr for a in ps + gs + ms + vs)
-            tab = cache.get((gi, step))
-            if tab is None or tab.key != key:
-                cache.pop((gi, step), None)
+            ck = (gi, tuple(id(p) for p, _ in items))
+            tab = cache.get(ck)
+            if tab is None or tab.key != key:  # new grad buffers (set_to_none) rebuild the pointer tables
                 tab = kernels.AdamWMulti(ps, gs, ms, vs)
-                if len(cache) > 64:  # step counts move on; keep the cache small
+                if len(cache) > 64:
                     cache.clear()
-                cache[(gi, step)] = tab
+                cache[ck] = tab
             tab.step(group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step)
             for p, st in items:  # the kernel wrote through the arrays: bump versions as in-place ops do
                 p._vc.v += 1

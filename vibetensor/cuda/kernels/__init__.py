@@ -25,7 +25,8 @@ def _mod():
     dev = cp.cuda.runtime.getDevice()
     m = _modules.get(dev)
     if m is None:
-        m = cp.RawModule(code=_SRC, options=("--std=c++14",), name_expressions=_NAMES + ["adamw_multi"])
+        m = cp.RawModule(code=_SRC, options=("--std=c++14",),
+                         name_expressions=_NAMES + ["adamw_multi", "adamw_step_inc"])
         _modules[dev] = m
     return m
 
@@ -242,17 +243,24 @@ class AdamWMulti:
         self.tids = cp.asarray(np.array(tids, dtype=np.int32))
         self.offs = cp.asarray(np.array(offs, dtype=np.int64))
         self.fn = _mod().get_function("adamw_multi")
+        self.inc = _mod().get_function("adamw_step_inc")
+        self.step_dev = cp.zeros((1,), dtype=cp.float32)
+        self.host_step = None
 
     def step(self, lr, beta1, beta2, eps, weight_decay, step):
+        """Advance to optimizer step ``step`` (the device counter follows the host's; inside a
+        captured graph it advances on every replay, so bias corrections stay right)."""
         cp = _be.cupy_module()
         if self.nblocks == 0:
             return
-        bc1 = 1.0 - beta1 ** step
-        bc2 = 1.0 - beta2 ** step
+        if self.host_step is None or self.host_step + 1 != step:
+            self.step_dev.fill(step - 1)
+        self.inc((1,), (1,), (self.step_dev,))
         self.fn((self.nblocks,), (256,),
                 (self.P, self.G, self.M, self.V, self.sizes, self.tids, self.offs, cp.int64(self.CHUNK),
                  cp.float32(lr), cp.float32(beta1), cp.float32(beta2), cp.float32(eps), cp.float32(weight_decay),
-                 cp.float32(bc1), cp.float32(bc2)))
+                 self.step_dev))
+        self.host_step = step
 
 
 def _unused():  # keep math imported for kernels that may need it

@@ -225,15 +225,21 @@ __global__ void xent_bwd(const T* x, const long long* tgt, const float* lse, con
 
 // ---------------------------------------------------------------- AdamW over many tensors
 // Block b updates chunk (b_off[b] .. +chunk) of tensor b_tid[b]; pointer tables hold float32 buffers.
+// The step count lives on the device (step[0], advanced by adamw_step_inc before each update) so a
+// captured CUDA graph replays with the right bias corrections.
+extern "C" __global__ void adamw_step_inc(float* step) { step[0] += 1.f; }
+
 extern "C" __global__ void adamw_multi(const unsigned long long* P, const unsigned long long* G,
                                        const unsigned long long* M, const unsigned long long* V,
                                        const long long* sizes, const int* b_tid, const long long* b_off,
                                        long long chunk, float lr, float b1, float b2, float eps, float wd,
-                                       float bc1, float bc2) {
+                                       const float* step) {
   int tid = b_tid[blockIdx.x];
   long long start = b_off[blockIdx.x];
   long long n = sizes[tid];
   long long end = start + chunk < n ? start + chunk : n;
+  float t = step[0];
+  float bc1 = 1.f - powf(b1, t), bc2 = 1.f - powf(b2, t);
   float* p = (float*)P[tid]; const float* g = (const float*)G[tid];
   float* m = (float*)M[tid]; float* v = (float*)V[tid];
   for (long long i = start + threadIdx.x; i < end; i += blockDim.x) {
