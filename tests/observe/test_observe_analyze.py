@@ -131,3 +131,12 @@ def test_p2p_ops_stay_off_the_collective_sequence(tmp_path):
     assert [(p.rank, p.name, p.peer, p.state) for p in rep.p2p] == [(0, "send", 1, "timeout")]
     assert not rep.consistent
     assert "p2p: rank 0 send to rank 1 (group world, p2p #1) timed out" in rep.text()
+
+
+def test_no_majority_names_no_culprit(tmp_path):
+    for r in range(2):
+        run_rank(r, 2, [OK, ("barrier" if r else "all_reduce", "float32", 1024, "completed")], tmp_path)
+    rep = analyze(str(tmp_path))
+    g = rep.group("world")
+    assert g.divergence == 1 and g.divergence_name is None and g.never_joined == ()
+    assert "none has a majority" in rep.text() and not rep.consistent

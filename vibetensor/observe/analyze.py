@@ -291,17 +291,26 @@ def _analyze_group(g: str, per_rank, hints, dumps_by_rank, world: int | None) ->
                            no_dump=no_dump, unknown=tuple(sorted(blind - set(no_dump))), lines=tuple(lines))
 
     s, st, views = div
-    name = Counter(views[r].name for r in sorted(views) if views[r].name).most_common(1)
-    name = name[0][0] if name else "collective"
+    counts = Counter(views[r].name for r in sorted(views) if views[r].name).most_common()
+    tie = len(counts) > 1 and counts[0][1] == counts[1][1]
+    name = counts[0][0] if counts and not tie else None
     # A rank that issued a different collective as #s skipped or reordered one: it never joined `name`.
-    other = {r: v for r, v in views.items() if v.name and v.name != name}
+    # Without a majority there is no telling which side did.
+    other = {r: v for r, v in views.items() if name and v.name and v.name != name}
     joined = [r for r in members if st[r] in _JOINED and r not in other]
     never = [r for r in members if st[r] == "missing" or r in other]
     timed = [r for r in joined if st[r] == "timeout"]
     not_done = [(r, st[r]) for r in joined if st[r] != "completed"]
     unknown = [r for r in members if st[r] == "unknown"]
-    head = f"group {g}: {_ranks_word(joined)} reached {name} #{s}"
-    if joined and len(not_done) == len(joined) and len({x for _, x in not_done}) == 1:
+    if tie:
+        head = (f"group {g}: {_ranks_word(joined)} issued different collectives as #{s} and none has a "
+                "majority, so which side skipped or reordered one is unclear")
+        name_word = f"#{s}"
+    else:
+        name = name or "collective"
+        head = f"group {g}: {_ranks_word(joined)} reached {name} #{s}"
+        name_word = f"{name} #{s}"
+    if not tie and joined and len(not_done) == len(joined) and len({x for _, x in not_done}) == 1:
         head += {"timeout": " and timed out waiting in it", "error": " and failed in it",
                  "started": " and were still inside it when dumped",
                  "enqueued": " and still had it queued when dumped"}[not_done[0][1]]
@@ -320,7 +329,7 @@ def _analyze_group(g: str, per_rank, hints, dumps_by_rank, world: int | None) ->
             why = (f"{'it' if one else 'they'} issued {instead[0]} as #{s} instead, {_STATE_WORDS[instead[1]]}: "
                    "a skipped or reordered collective" + (f"; {why}" if ls != s else ""))
         parts.append(f"{_ranks_word(rs)} never joined it ({why})")
-    if len(not_done) < len(joined):
+    if len(not_done) < len(joined) and not tie:
         by_state: dict = {}
         for r, x in not_done:
             by_state.setdefault(x, []).append(r)
@@ -335,9 +344,9 @@ def _analyze_group(g: str, per_rank, hints, dumps_by_rank, world: int | None) ->
     for r in joined:
         v = views[r]
         if v.missing:
-            lines.append(f"group {g}: rank {r} reports {name} #{s} was waiting for {_ranks_word(v.missing)}")
+            lines.append(f"group {g}: rank {r} reports {name_word} was waiting for {_ranks_word(v.missing)}")
         if v.error and st[r] == "error":
-            lines.append(f"group {g}: rank {r} error in {name} #{s}: {v.error}")
+            lines.append(f"group {g}: rank {r} error in {name_word}: {v.error}")
     lines.extend(m.text() for m in mismatches)
     return GroupReport(g, tuple(members), tuple(last), s, name, reached=tuple(joined), never_joined=tuple(never),
                        not_completed=tuple(not_done), timed_out=tuple(timed), no_dump=no_dump,
