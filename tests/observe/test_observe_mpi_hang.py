@@ -1,4 +1,5 @@
 """End to end on real ranks: one rank skips a collective; the dumps name it (mpich wheel, CPU)."""
+import importlib.util
 import json
 import os
 import shutil
@@ -11,8 +12,10 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(MPIEXEC is None or __import__("importlib").util.find_spec("mpi4py") is None,
-                                reason="needs mpiexec and mpi4py (pip install vibetensor[mpi])")]
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(MPIEXEC is None or not HAVE_MPI4PY,
+                                 reason="needs mpiexec and mpi4py (pip install vibetensor[mpi])")]
 
 
 def test_rank_skipping_a_collective_is_named(tmp_path):
