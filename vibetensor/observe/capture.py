@@ -31,18 +31,34 @@ def _env_int(names) -> tuple[int | None, str | None]:
     return None, None
 
 
+def _resolved():
+    """The project's one rank resolver (vibetensor.rank_env), or None where it cannot say."""
+    try:
+        from ..rank_env import resolve
+        info = resolve()
+    except Exception:  # a half-configured environment must not stop a dump
+        return None
+    return info if info.launcher is not None else None
+
+
 def current_rank() -> tuple[int, str]:
     """(rank, where it came from): ``set_rank`` first, then the launcher's variables, else 0."""
     r = _ev.rank()
     if r is not None:
         return r, "set_rank"
+    info = _resolved()
+    if info is not None:
+        return info.rank, f"{info.launcher} ({info.sources.get('rank', '?')})"
     r, var = _env_int(_RANK_VARS)
     return (r, var) if r is not None else (0, "default")
 
 
 def current_world_size() -> int | None:
     w = _ev.world_size()
-    return w if w is not None else _env_int(_WORLD_VARS)[0]
+    if w is not None:
+        return w
+    info = _resolved()
+    return info.world_size if info is not None else _env_int(_WORLD_VARS)[0]
 
 
 def thread_stacks() -> list[dict]:
