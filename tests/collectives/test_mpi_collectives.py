@@ -25,8 +25,10 @@ def test_all_reduce(world, dtype, algorithm):
             assert t.dtype.name == dtype
 
 
-def test_ring_equals_native(world, monkeypatch):
-    from vibetensor.collectives import ring
+@pytest.mark.parametrize("use_shm", [True, False])
+def test_ring_equals_native(world, monkeypatch, use_shm):
+    from vibetensor.collectives import group as group_mod, ring
+    monkeypatch.setattr(group_mod, "USE_SHM", use_shm)  # shared-memory slots, or MPI point-to-point
     for seg in (None, 256):  # default segments, and many pipelined segments
         if seg:
             monkeypatch.setattr(ring, "SEGMENT_BYTES", seg)

@@ -227,8 +227,11 @@ def _make_mpi_group(name, b, parent, world_ranks, tmo, dev):
         factory = make_ipc
     if dev is not None and dev.type == "cuda":
         _be.xp_for(dev)  # a clear error when the device does not exist
-    return ProcessGroup(name, b, MPITransport(data), side=side, p2p_comm=p2p, timeout=tmo,
-                        world_ranks=world_ranks, device=dev, device_transport_factory=factory)
+    from .transport.shm import intra_node_comm
+    g = ProcessGroup(name, b, MPITransport(data), side=side, p2p_comm=p2p, timeout=tmo,
+                     world_ranks=world_ranks, device=dev, device_transport_factory=factory)
+    g._shm_comm = intra_node_comm(p2p, deadline)
+    return g
 
 
 def new_group(ranks=None, timeout=None, backend=None):

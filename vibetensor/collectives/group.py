@@ -23,6 +23,7 @@ from .types import ReduceOp, as_reduce_op, effective_op
 from .work import Executor, Work, poll
 
 _ALGOS = ("auto", "ring", "native")
+USE_SHM = True  # the ring over MPI groups on one host uses transport/shm.py (tests also run it without)
 
 
 def _dump(reason):
@@ -49,6 +50,8 @@ class ProcessGroup:
         self._device = device                  # this process's CUDA device (multi-process) or None
         self._dev_factory = device_transport_factory
         self._dev_transport = None
+        self._shm_comm = None                  # set when every rank shares this host (the ring's shm path)
+        self._shm = None
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._broken = None
@@ -249,13 +252,28 @@ class ProcessGroup:
             fl = [Flat(x) for x in ts]
             bufs = [f.arr for f in fl]
             if algo == "ring":
-                _ring.ring_allreduce(tr, bufs, eop, wait, order=_ring.ring_order(tr))
+                rt = self._ring_transport(tr, bufs)
+                _ring.ring_allreduce(rt, bufs, eop, wait, order=_ring.ring_order(rt))
             else:
                 wait(tr.native_allreduce(bufs, eop))
             for f in fl:
                 f.commit()
         return self._run("all_reduce", body, async_op=async_op, timeout=timeout, ts=ts, op=rop,
                          outputs=ts if len(ts) > 1 else ts[0])
+
+    def _ring_transport(self, tr, bufs):
+        """Host arrays of an all-on-one-host MPI group ride our shared-memory transport (fewer copies
+        than MPI point-to-point); everything else uses ``tr``."""
+        if tr is not self._host or self._shm_comm is None or not USE_SHM:
+            return tr
+        from ..core import backend as _be
+        if _be.is_cuda_array(bufs[0]):
+            return tr
+        if self._shm is None:
+            from .transport.shm import ShmTransport
+            self._shm = ShmTransport(self._shm_comm, _ring.SEGMENT_BYTES, _ring.DEPTH + 1,
+                                     time.monotonic() + self.timeout())
+        return self._shm
 
     def broadcast(self, tensor, src=0, async_op=False, timeout=None):
         ts = self._per_local(tensor, "broadcast")
@@ -442,7 +460,7 @@ class ProcessGroup:
     def destroy(self):
         self._exec.drain(5.0)
         self._exec.close()
-        for tr in (self._dev_transport, self._host):
+        for tr in (self._dev_transport, self._shm, self._host):
             if tr is not None:
                 try:
                     tr.close()

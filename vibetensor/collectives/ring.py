@@ -43,6 +43,23 @@ def ring_order(transport) -> list:
         return list(range(n))
 
 
+_TMP_CACHE_BYTES = 256 << 20
+
+
+def _tmp(transport, li, k, n, like):
+    """Receive temporaries, kept on the transport between calls: fresh host memory costs page faults
+    (the kernel zeroes every page) that dominate a 1 MiB all_reduce. Reuse is safe: each transport
+    orders a temporary's next write after its last read (host: program order; GPU: one stream)."""
+    cache = transport.__dict__.setdefault("_ring_tmps", {})
+    key = (li, k, like.dtype.str, getattr(getattr(like, "device", None), "id", None))
+    a = cache.get(key)
+    if a is None or a.size < n:
+        if sum(x.nbytes for x in cache.values()) > _TMP_CACHE_BYTES:
+            cache.clear()
+        a = cache[key] = transport.alloc(li, n, like.dtype, like=like)
+    return a[:n]
+
+
 def ring_allreduce(transport, bufs, op: ReduceOp, wait, order=None, segment_bytes=None, depth=None):
     """All-reduce the flat contiguous per-local-rank arrays ``bufs`` in place.
 
@@ -78,7 +95,7 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
     for li, r in enumerate(transport.local_ranks):
         p = pos[r]
         ntmp = min(depth, steps * nseg) if "rs" in phases else 0
-        tmps = [transport.alloc(li, max_seg, bufs[li].dtype, like=bufs[li]) for _ in range(ntmp)]
+        tmps = [_tmp(transport, li, k, max_seg, bufs[li]) for k in range(ntmp)]
         locs.append((li, p, order[(p + 1) % n], order[(p - 1) % n], tmps))
     scale_last = 1.0 / n if op is ReduceOp.AVG else None
 
@@ -101,7 +118,8 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
                 a0, a1 = seg(p + 1 - t, j)
                 b0, b1 = seg(p - t, j)
                 recv = x[b0:b1]
-            items.append(SendRecv(li, x[a0:a1] if a1 > a0 else None, nxt, recv if b1 > b0 else None, prv))
+            items.append(SendRecv(li, x[a0:a1] if a1 > a0 else None, nxt, recv if b1 > b0 else None, prv,
+                                  reduce_from_peer=s < steps))
         return [it for it in items if it.send is not None or it.recv is not None]
 
     handles = {}
@@ -117,10 +135,13 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
         s, j = divmod(done, nseg)
         if s < steps:
             last = s == steps - 1
+            lent = getattr(h, "view", None)  # shm: reduce straight from the peer's slot
             for li, p, nxt, prv, tmps in locs:
                 b0, b1 = seg(p - s - 1, j)
                 if b1 > b0:
-                    transport.reduce_into(li, bufs[li][b0:b1], tmps[done % len(tmps)][:b1 - b0], op,
-                                          scale_last if last else None)
+                    src = lent if lent is not None else tmps[done % len(tmps)][:b1 - b0]
+                    transport.reduce_into(li, bufs[li][b0:b1], src, op, scale_last if last else None)
+            if lent is not None:
+                h.release()
         done += 1
     wait(transport.fence())

@@ -19,6 +19,7 @@ class SendRecv:
     dst: int
     recv: object
     src: int
+    reduce_from_peer: bool = False  # the ring reduces the data: a transport may lend a view (h.view)
 
 
 class Handle:
