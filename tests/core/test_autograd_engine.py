@@ -106,3 +106,17 @@ def test_library_define_and_override():
         lib.impl("neg", lambda a: a * 0 + 42, dispatch_key="CPU")
         assert (-vt.tensor([1.0])).item() == 42
     assert (-vt.tensor([1.0])).item() == -1
+
+
+def test_saved_tensors_are_released_after_backward():
+    import gc
+    import weakref
+    x = vt.randn(50, requires_grad=True)
+    h = x * 2.0
+    ref = weakref.ref(h)
+    loss = (h * h).sum()  # mul saves h
+    del h
+    loss.backward()
+    gc.collect()
+    assert ref() is None, "a saved activation outlived backward while the graph is still referenced"
+    assert loss.grad_fn is not None

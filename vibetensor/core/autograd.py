@@ -327,9 +327,7 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
                 buf = _fill_zeros(node, buf)
             in_grads = node.apply(buf)
             if not retain_graph:
-                node.ctx.freed = True
-                node.ctx._saved = ()
-                node.ctx.out = None
+                _free(node.ctx)
         if len(in_grads) < len(node.next):
             in_grads = tuple(in_grads) + (None,) * (len(node.next) - len(in_grads))
         for e, g in zip(node.next, in_grads):
@@ -349,6 +347,19 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
             if deps[m] == 0 and m not in pushed:
                 pushed.add(m)
                 heapq.heappush(heap, (-m.seq, id(m), m))
+
+
+def _free(ctx):
+    """Drop what a node saved once its backward ran (the graph may stay referenced, e.g. by a loss
+    kept in a list: its activations must not)."""
+    ctx.freed = True
+    ctx._saved = ()
+    ctx._versions = ()
+    ctx.out = None
+    T = _disp._Tensor
+    ctx.args = tuple(TensorMeta(a) if isinstance(a, T) else
+                     (type(a)(TensorMeta(b) if isinstance(b, T) else b for b in a) if type(a) in (list, tuple) else a)
+                     for a in ctx.args)
 
 
 def _fill_zeros(node, buf):
