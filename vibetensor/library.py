@@ -79,6 +79,8 @@ class Library:
         self._overrides.clear()
         for q in self._defined:
             _disp.REGISTRY.pop(q, None)
+            ns, name = q.split("::")
+            getattr(_disp.ops, ns)._forget(name)
         self._defined.clear()
 
     def __enter__(self):

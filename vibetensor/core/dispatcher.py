@@ -101,7 +101,11 @@ class _Namespace:
         op = REGISTRY.get(f"{self._name}::{item}")
         if op is None:
             raise AttributeError(f"no op '{self._name}::{item}' is registered")
+        self.__dict__[item] = op  # later lookups are plain attribute hits (hot path)
         return op
+
+    def _forget(self, item):
+        self.__dict__.pop(item, None)
 
     def __dir__(self):
         p = self._name + "::"
@@ -221,12 +225,13 @@ def dispatch_below_autograd(op, args, kwargs, tensors=None):
 def _common_device(op, tensors):
     dev = tensors[0]._device
     for t in tensors[1:]:
-        if t._device != dev:
+        d = t._device
+        if d is not dev and d != dev:  # devices are interned: identity is the fast path
             # PyTorch lets a 0-dim CPU tensor join a CUDA op as a scalar
-            if t._device.type == "cpu" and t.ndim == 0 and dev.type == "cuda":
+            if d.type == "cpu" and t.ndim == 0 and dev.type == "cuda":
                 continue
-            if dev.type == "cpu" and dev.index is None and tensors[0].ndim == 0 and t._device.type == "cuda":
-                dev = t._device
+            if dev.type == "cpu" and dev.index is None and tensors[0].ndim == 0 and d.type == "cuda":
+                dev = d
                 continue
             devs = ", ".join(sorted({str(x._device) for x in tensors}))
             raise DeviceMismatchError(
@@ -234,11 +239,32 @@ def _common_device(op, tensors):
     return dev
 
 
+def _promoted(op, args, tensors):
+    """The op's computation dtype (PyTorch promotion), with a fast path for same-dtype tensors."""
+    d0 = tensors[0]._dtype
+    same = True
+    for a in args:
+        if isinstance(a, _Tensor):
+            if a._dtype is not d0:
+                same = False
+                break
+        elif type(a) in (int, float, bool):
+            same = False
+            break
+    if same:
+        cast = d0
+    else:
+        cast = _dt.result_type(*[a for a in args if isinstance(a, (_Tensor, bool, int, float))] or tensors)
+    if op.promote == "float" and not cast.is_floating_point:
+        cast = _dt.get_default_dtype()
+    return cast
+
+
 def _unwrap(a, dev, cast):
     T = _Tensor
     if isinstance(a, T):
         d = a._data
-        if a._device != dev:  # a 0-dim tensor used as a scalar
+        if a._device is not dev and a._device != dev:  # a 0-dim tensor used as a scalar
             return a.item()
         if cast is not None and a._dtype is not cast:
             d = d.astype(cast.np)
@@ -259,11 +285,7 @@ def run_backend(op, args, kwargs, tensors=None):
     if op.raw:
         return op.kernels[Key.CUDA if tensors[0]._device.type == "cuda" else Key.CPU](*args, **kwargs)
     dev = _common_device(op, tensors) if len(tensors) > 1 else tensors[0]._device
-    cast = None
-    if op.promote is not None:
-        cast = _dt.result_type(*[a for a in args if isinstance(a, (_Tensor, bool, int, float))] or tensors)
-        if op.promote == "float" and not cast.is_floating_point:
-            cast = _dt.get_default_dtype()
+    cast = None if op.promote is None else _promoted(op, args, tensors)
     key = Key.CUDA if dev.type == "cuda" else Key.CPU
     kernel = op.kernels.get(key)
     if kernel is None:
@@ -279,7 +301,8 @@ def run_backend(op, args, kwargs, tensors=None):
     if cast is not None and cast._cat == 2 and getattr(out, "dtype", cast.np) != cast.np \
             and getattr(out.dtype, "kind", "") in "fV":
         out = out.astype(cast.np)  # numpy lifts e.g. bfloat16 + 0.5 to float32; PyTorch keeps bfloat16
-    elif getattr(out, "dtype", None) == _F32 and _bf16_lifted(tensors, args, kwargs):
+    elif (cast is None or cast is _dt.bfloat16) and getattr(out, "dtype", None) == _F32 \
+            and _bf16_lifted(tensors, args, kwargs):
         out = out.astype(_dt.bfloat16.np)
     return _wrap_out(op, out, dev, tensors)
 
