@@ -62,8 +62,21 @@ def main():
     print(f"{args.config}: {dt * 1e3:.2f} ms/step (profiled), allocated before {base / 2**20:.1f} MiB, "
           f"peak {vt.cuda.max_memory_allocated() / 2**20:.1f} MiB, reserved {vt.cuda.memory_reserved() / 2**20:.1f} MiB")
     s = io.StringIO()
-    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(25)
-    print(s.getvalue()[-6000:])
+    pstats.Stats(pr, stream=s).sort_stats("cumulative").print_stats(30)
+    print(s.getvalue()[-7000:])
+    # host issue time vs device time per step (unprofiled)
+    vt.cuda.synchronize()
+    e0, e1 = vt.cuda.Event(enable_timing=True), vt.cuda.Event(enable_timing=True)
+    e0.record()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    host = (time.perf_counter() - t0) / args.steps
+    e1.record()
+    e1.synchronize()
+    total = (time.perf_counter() - t0) / args.steps
+    print(f"unprofiled: host issue {host * 1e3:.2f} ms/step, wall {total * 1e3:.2f} ms/step, "
+          f"device (events) {e0.elapsed_time(e1) / args.steps:.2f} ms/step")
     # largest live blocks during one step
     vt.cuda._record_memory_history(True)
     peak = {"bytes": 0, "blocks": []}
