@@ -244,7 +244,10 @@ class ProcessGroup:
         tr = self._transport(ts, "all_reduce")
         algo = algorithm
         if algo == "auto":
-            algo = tuning.pick(tr.name, tr.size, ts[0].nbytes)
+            key = tr.name
+            if tr is self._host and self._shm_comm is not None and USE_SHM and ts[0].device.type == "cpu":
+                key = "shm"
+            algo = tuning.pick(key, tr.size, ts[0].nbytes)
         if algo == "native" and tr.name == "ipc":
             algo = "ring"  # CUDA IPC has no library collective: our ring is its native all_reduce
 

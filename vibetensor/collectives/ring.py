@@ -21,26 +21,29 @@ def _bounds(total: int, parts: int, i: int) -> tuple[int, int]:
 
 
 def ring_order(transport) -> list:
-    """Ring order of group ranks: Fabric's placement (along NVLink) when it knows the devices,
-    else index order."""
+    """Ring order of group ranks, computed once per transport: Fabric's placement (neighbours on the
+    fastest links, e.g. NVLink) when the transport knows every rank's device, else index order."""
+    cached = transport.__dict__.get("_ring_order")
+    if cached is not None:
+        return cached
     n = transport.size
-    try:
-        from ..fabric.placement import ring_order as fabric_ring_order  # noqa: PLC0415 - optional layer
-    except Exception:
-        return list(range(n))
-    try:
-        devs = getattr(transport, "global_devices", None)
-        devs = devs() if callable(devs) else None
-        if devs is None or len(devs) != n:
-            return list(range(n))
-        order = list(fabric_ring_order(devs))
-        if sorted(order) == list(range(n)):
-            return order
-        pos = {d: i for i, d in enumerate(devs)}
-        order = [pos[d] for d in order]
-        return order if sorted(order) == list(range(n)) else list(range(n))
-    except Exception:
-        return list(range(n))
+    order = list(range(n))
+    devs = getattr(transport, "global_devices", None)
+    devs = devs() if callable(devs) else None
+    if devs is not None and len(devs) == n and len({str(d) for d in devs}) == n:
+        try:
+            from ..fabric.placement import ring_order as fabric_ring_order  # noqa: PLC0415 - optional layer
+            got = list(fabric_ring_order(devs))
+            pos = {str(d): i for i, d in enumerate(devs)}
+            cand = [pos[str(d)] for d in got]
+            if sorted(cand) == order:
+                order = cand
+        except Exception as e:  # no topology: index order, but say so
+            from .. import observe
+            observe.counter_add("collectives.ring_order_fallback", 1)
+            transport.__dict__["_ring_order_error"] = repr(e)
+    transport.__dict__["_ring_order"] = order
+    return order
 
 
 _TMP_CACHE_BYTES = 256 << 20

@@ -38,6 +38,9 @@ class LocalTransport(Transport):
     def devices(self):
         return list(self._devices)
 
+    def global_devices(self):
+        return list(self._devices)  # every rank is here: Fabric can order the ring along NVLink
+
     def alloc(self, local, n, np_dtype, like=None):
         d = self._devices[local]
         if d.type == "cuda":
