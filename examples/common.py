@@ -36,6 +36,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--trace", default=None, help="write a Chrome trace of the run here")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     p.add_argument("--result-json", default=None, help="write the final result (one JSON object) here")
+    p.add_argument("--stop-after", type=int, default=None, metavar="K",
+                   help="stop after step K as if interrupted (the lr schedule still spans --steps)")
     return p
 
 
@@ -95,6 +97,11 @@ def seed_step(seed: int, step: int, rank: int):
     vt.manual_seed(int(np.random.SeedSequence([seed, step, rank, 7]).generate_state(1)[0]))
 
 
+def last_step(args, steps: int) -> int:
+    """Where this run's loop ends: --steps, or --stop-after K when given (an interruption)."""
+    return steps if args.stop_after is None else max(0, min(steps, args.stop_after))
+
+
 def eval_share(arr, run: "Run"):
     """This rank's part of an evaluation set (np.array_split: every row on exactly one rank)."""
     return np.array_split(arr, run.world)[run.rank]
@@ -146,6 +153,14 @@ class Progress:
             self.bar.close()
         if self.metrics is not None:
             self.metrics.close()
+
+
+def log(prog: "Progress", msg: str):
+    """A line above the progress bar (or plain print without one)."""
+    if prog.bar is not None:
+        prog.bar.write(msg)
+    else:
+        print(msg, flush=True)
 
 
 def save_checkpoint(path: str, model, opt, step: int, run: Run, extra: dict | None = None):

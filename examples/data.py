@@ -80,13 +80,14 @@ def cifar10(data_dir: str):
 
 def synthetic_images(n_train: int, n_test: int, size: int = 32, classes: int = 10, seed: int = 0):
     """A generated 10-class colour image set with learnable structure, CIFAR-shaped: class c is an
-    oriented sinusoidal grating (angle and frequency fixed per class) with a class colour tint,
-    under a random phase, a random contrast, a random blob occluder and pixel noise. The label is
-    recoverable from local texture and colour (what patches see), but not from any single pixel."""
+    oriented sinusoidal grating (angle and spatial frequency fixed per class) over a class base
+    colour, under a random phase, random contrast, colour jitter, a random blob occluder and pixel
+    noise. Colour alone leaves classes confusable; orientation and frequency (local texture, what a
+    4x4 patch sees) separate them."""
     g = np.random.default_rng(seed + 99)
-    angles = g.uniform(0, np.pi, size=classes)
-    freqs = g.uniform(0.15, 0.6, size=classes)
-    tints = g.uniform(0.2, 1.0, size=(classes, 3))
+    angles = (np.arange(classes) * np.pi / classes + g.uniform(0, 0.1, size=classes))
+    freqs = g.uniform(0.7, 1.6, size=classes)
+    tints = g.uniform(0.3, 0.7, size=(classes, 3))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
 
     def make(n, rng):
@@ -95,11 +96,12 @@ def synthetic_images(n_train: int, n_test: int, size: int = 32, classes: int = 1
         contrast = rng.uniform(0.5, 1.0, size=n)[:, None, None]
         a, f = angles[y][:, None, None], freqs[y][:, None, None]
         wave = np.sin(f * (np.cos(a) * xx + np.sin(a) * yy) + phase) * contrast
-        img = 0.5 + 0.35 * wave[:, None] * tints[y][:, :, None, None]
+        base = tints[y] + rng.normal(0, 0.08, size=(n, 3))
+        img = base[:, :, None, None] + 0.3 * wave[:, None]
         cy, cx = rng.uniform(0, size, size=(2, n))[:, :, None, None]
         blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < (size / 6) ** 2)[:, None]
         img = np.where(blob, rng.uniform(0, 1, size=(n, 3, 1, 1)), img)
-        img = img + rng.normal(0, 0.15, size=img.shape)
+        img = img + rng.normal(0, 0.1, size=img.shape)
         return np.clip(img, 0, 1).astype(np.float32), y.astype(np.int64)
 
     xtr, ytr = make(n_train, np.random.default_rng([seed, 1]))

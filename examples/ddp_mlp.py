@@ -95,7 +95,8 @@ def train(args, cfg) -> dict:
     first_loss = loss_v = None
     times = []
     t0 = time.perf_counter()
-    for step in range(start, steps):
+    end = common.last_step(args, steps)
+    for step in range(start, end):
         if run.device.type == "cuda":
             vt.cuda.synchronize()
         ts = time.perf_counter()
@@ -112,7 +113,7 @@ def train(args, cfg) -> dict:
             opt.step()
         lv = loss.item()  # also synchronises the device
         times.append(time.perf_counter() - ts)
-        loss_v = common.all_reduce_mean(lv, run) if args.log_loss or step in (start, steps - 1) else lv
+        loss_v = common.all_reduce_mean(lv, run) if args.log_loss or step in (start, end - 1) else lv
         first_loss = loss_v if first_loss is None else first_loss
         prog.update(step + 1, loss=loss_v, samples_s=gbatch / times[-1])
         if args.save and args.save_every and (step + 1) % args.save_every == 0:
@@ -125,15 +126,15 @@ def train(args, cfg) -> dict:
         correct, total = common.all_reduce_sum([(pred == ys).sum(), len(ys)], run)
     acc = correct / total
     if args.save:
-        common.save_checkpoint(args.save, model, opt, steps, run)
+        common.save_checkpoint(args.save, model, opt, end, run)
     common.finish_trace(run)
     timed = times[min(args.warmup_steps, len(times) - 1):] if times else [0.0]
     ms = 1000 * float(np.mean(timed))
     ms = common.all_reduce_mean(ms, run)  # the slowest rank sets the pace; report the mean
     if run.is_main:
-        print(f"done: {steps} steps in {wall:.1f}s, {ms:.2f} ms/step, {gbatch / ms * 1000:.0f} samples/s, "
+        print(f"done: {end} steps in {wall:.1f}s, {ms:.2f} ms/step, {gbatch / ms * 1000:.0f} samples/s, "
               f"loss {first_loss:.4f} -> {loss_v:.4f}, teacher agreement on held-out data {acc:.4f}")
-    result = {"example": "ddp_mlp", "steps": steps, "loss": loss_v, "first_loss": first_loss, "accuracy": acc,
+    result = {"example": "ddp_mlp", "steps": end, "loss": loss_v, "first_loss": first_loss, "accuracy": acc,
               "ms_per_step": ms, "samples_per_s": gbatch / ms * 1000, "global_batch": gbatch,
               "world": run.world, "sync": args.sync, "wall_s": wall, "device": str(run.device)}
     common.finish(run, result)

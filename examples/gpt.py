@@ -31,6 +31,7 @@ class Block(nn.Module):
         self.fc = nn.Linear(c.dim, 4 * c.dim)
         self.out = nn.Linear(4 * c.dim, c.dim)
         self.drop = c.dropout
+        self.causal = getattr(c, "causal", True)  # False: bidirectional (the ViT encoder)
 
     def forward(self, x):
         b, t, d = x.shape
@@ -39,7 +40,7 @@ class Block(nn.Module):
         q = q.reshape(b, t, h, d // h).transpose(1, 2)
         k = k.reshape(b, t, h, d // h).transpose(1, 2)
         v = v.reshape(b, t, h, d // h).transpose(1, 2)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
                                            dropout_p=self.drop if self.training else 0.0)
         a = a.transpose(1, 2).reshape(b, t, d)
         x = x + F.dropout(self.proj(a), self.drop, self.training)

@@ -152,7 +152,8 @@ def main(argv=None):
     acc, first_loss, loss_v, done, stopped = None, None, None, start, False
     t0 = time.perf_counter()
     train_time = 0.0
-    for step in range(start, steps):
+    end = common.last_step(args, steps)
+    for step in range(start, end):
         ts = time.perf_counter()
         seqs, sep = make_batch(common.batch_rng(args.seed, step, 0), gbatch)
         x, y = inputs_targets(seqs, sep)
@@ -177,8 +178,8 @@ def main(argv=None):
         if args.eval_every and done % args.eval_every == 0 and done < steps:
             # cheap equivalent check first; the real greedy decode only when it can pass
             tf = teacher_forced_accuracy(model, run.device, args.seed)
-            if run.is_main and prog.bar is not None:
-                prog.bar.write(f"step {done}: loss {loss_v:.4f}, held-out exact match (teacher-forced) {tf:.3f}")
+            if run.is_main:
+                common.log(prog, f"step {done}: loss {loss_v:.4f}, held-out exact match (teacher-forced) {tf:.3f}")
             if tf >= args.target_acc:
                 acc = greedy_accuracy(model, run.device, args.seed)
                 if acc >= args.target_acc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 import common
 import data as datasets
@@ -106,7 +105,8 @@ def main(argv=None):
     prog = common.Progress(run, steps, start)
     first_loss = loss_v = None
     train_time, t0 = 0.0, time.perf_counter()
-    for step in range(start, steps):
+    end = common.last_step(args, steps)
+    for step in range(start, end):
         ts = time.perf_counter()
         idx = common.batch_rng(args.seed, step, 0).integers(0, len(ytr), size=gbatch)
         idx = common.rank_slice(idx, run)
@@ -130,13 +130,13 @@ def main(argv=None):
     train_acc = accuracy(model, xtr, ytr, run.device, run)
     test_acc = accuracy(model, xte, yte, run.device, run)
     if args.save:
-        common.save_checkpoint(args.save, model, opt, steps, run)
+        common.save_checkpoint(args.save, model, opt, end, run)
     common.finish_trace(run)
-    ms = 1000 * train_time / max(1, steps - start)
+    ms = 1000 * train_time / max(1, end - start)
     if run.is_main:
-        print(f"done: {steps} steps in {wall:.1f}s ({ms:.1f} ms/step), loss {first_loss:.4f} -> {loss_v:.4f}, "
+        print(f"done: {end} steps in {wall:.1f}s ({ms:.1f} ms/step), loss {first_loss:.4f} -> {loss_v:.4f}, "
               f"train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f}")
-    result = {"example": "mnist", "model": args.model, "steps": steps, "loss": loss_v, "first_loss": first_loss,
+    result = {"example": "mnist", "model": args.model, "steps": end, "loss": loss_v, "first_loss": first_loss,
               "train_accuracy": train_acc, "test_accuracy": test_acc, "ms_per_step": ms, "wall_s": wall,
               "world": run.world, "device": str(run.device)}
     common.finish(run, result)
