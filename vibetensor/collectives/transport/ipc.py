@@ -29,7 +29,7 @@ from . import reduce_kernels
 READY_TAG = 8101
 ACK_TAG = 8102
 _EVENT_FLAGS = 0x02 | 0x04  # cudaEventDisableTiming | cudaEventInterprocess
-_D2D = 3                    # cudaMemcpyDeviceToDevice
+_D2D = 4                    # cudaMemcpyDefault (UVA: same or peer device)
 _NOT_READY = 600            # cudaErrorNotReady
 
 
@@ -51,11 +51,16 @@ class _Xfer(Handle):
     def test(self):
         tr = self.tr
         tr._drain_acks()
-        if not self.sent and tr.acked.get(self.dst, -1) >= self.m_send - tr.nslots:
+        # strictly in order per peer: a later message must neither overtake an earlier one into the
+        # slots nor be acknowledged (freeing slots) before an earlier one was copied out
+        if (not self.sent and tr.published.get(self.dst, 0) == self.m_send
+                and tr.acked.get(self.dst, -1) >= self.m_send - tr.nslots):
             tr._push(self.send, self.dst, self.m_send)
+            tr.published[self.dst] = self.m_send + 1
             self.sent = True
-        if not self.got and self.ready_req.Test():
+        if not self.got and tr.pulled.get(self.src, 0) == self.m_recv and self.ready_req.Test():
             tr._pull(self.recv, self.src, int(self.buf[0]))
+            tr.pulled[self.src] = self.m_recv + 1
             self.got = True
         return self.sent and self.got
 
@@ -102,7 +107,7 @@ class IPCTransport(Transport):
         self.max_segment_bytes = slot_bytes
         self.slot_bytes = slot_bytes + 256  # a segment may exceed the nominal size by an element
         self.nslots = nslots
-        self.sends, self.recvs, self.acked = {}, {}, {}
+        self.sends, self.recvs, self.acked, self.published, self.pulled = {}, {}, {}, {}, {}
         self._ack_buf = np.zeros(1, dtype=np.int64)
         self._ack_reqs = []
         rt = cp.cuda.runtime
