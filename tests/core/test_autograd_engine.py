@@ -120,3 +120,13 @@ def test_saved_tensors_are_released_after_backward():
     gc.collect()
     assert ref() is None, "a saved activation outlived backward while the graph is still referenced"
     assert loss.grad_fn is not None
+
+
+def test_one_grad_for_two_leaves_is_not_shared():
+    a = vt.randn(3, requires_grad=True)
+    b = vt.randn(3, requires_grad=True)
+    for _ in range(2):
+        (a + b).sum().backward()  # add returns the same g for both inputs
+    assert a.grad is not b.grad
+    np.testing.assert_allclose(a.grad.numpy(), [2, 2, 2])
+    np.testing.assert_allclose(b.grad.numpy(), [2, 2, 2])

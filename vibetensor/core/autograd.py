@@ -304,7 +304,6 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
         if deps.get(n, 0) == 0:
             heapq.heappush(heap, (-n.seq, id(n), n))
             pushed.add(n)
-    handed = set()  # ids of grad tensors already given to some buffer: give a copy to the next
     while heap:
         _, _, node = heapq.heappop(heap)
         buf = buffers.pop(node, None) or [None] * node.n_out
@@ -330,14 +329,20 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
                 _free(node.ctx)
         if len(in_grads) < len(node.next):
             in_grads = tuple(in_grads) + (None,) * (len(node.next) - len(in_grads))
+        seen = None
         for e, g in zip(node.next, in_grads):
             if e is None:
                 continue
             m, idx = e
             if g is not None:
-                if id(g) in handed:
+                # one tensor returned for several inputs (add's g, g) must not become two leaves'
+                # shared .grad buffer: later in-place accumulation would change both
+                if seen is None:
+                    seen = {id(g)}
+                elif id(g) in seen:
                     g = g.clone()
-                handed.add(id(g))
+                else:
+                    seen.add(id(g))
                 mb = buffers.setdefault(m, [None] * m.n_out)
                 if mb[idx] is None:
                     mb[idx] = g
