@@ -48,7 +48,7 @@ def test_non_contiguous_view(world):
     check(base.numpy(), n * np.arange(12).reshape(3, 4) + sum(range(n)), "float64")
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "int32", "int64", "uint8", "bool"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_broadcast_reduce(world, dtype):
     n = world.size()
     for size in SIZES:

@@ -192,7 +192,8 @@ class ProcessGroup:
         dev = str(t0.device) if t0 is not None else None
         dt = t0.dtype.name if t0 is not None else None
         ev = dict(group=self.name, coll_seq=seq, op=None if op is None else op.value, dtype=dt,
-                  count=sum(x.numel() for x in ts) if ts else 0, nbytes=nbytes, device=dev, peer=root)
+                  count=sum(x.numel() for x in ts) if ts else 0, nbytes=nbytes, device=dev, peer=root,
+                  ranks=tuple(self._world_ranks), group_size=self.size())  # lets vt-trace name absent ranks
         observe.record(EventKind.COLLECTIVE_ENQUEUE, coll, state="enqueued", **ev)
         side = self._side
         debug = _env.flags().debug_collectives and side is not None
