@@ -25,6 +25,7 @@ _WORKSPACE = 32 << 20
 _lock = threading.Lock()
 _lib = None
 _handles: dict = {}
+_last_stream: dict = {}
 _one32, _zero32 = ctypes.c_float(1.0), ctypes.c_float(0.0)
 _one64, _zero64 = ctypes.c_double(1.0), ctypes.c_double(0.0)
 
@@ -135,8 +136,13 @@ def matmul(a, b, out_dtype=None):
         b = b[:, None]
     m, k = a.shape[-2], a.shape[-1]
     n = b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    nbatch = int(np.prod(batch)) if batch else 1
+    if a.ndim == 2 and b.ndim == 2:  # the common case: no batch bookkeeping
+        batch, nbatch = (), 1
+    else:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        nbatch = 1
+        for d in batch:
+            nbatch *= d
     la, lb = _mat_layout(a), _mat_layout(b)
     sa, sb = _batch_stride(a, batch), _batch_stride(b, batch)
     if la is None or sa is None:
@@ -159,9 +165,12 @@ def matmul(a, b, out_dtype=None):
 
 
 def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
-    lib = _load()
+    lib = _lib or _load()
     h = _handle(cp)
-    lib.cublasSetStream_v2(h, cp.cuda.get_current_stream().ptr)
+    sp = cp.cuda.get_current_stream().ptr
+    if _last_stream.get(h.value) != sp:  # rebinding the stream costs a call: only when it changed
+        lib.cublasSetStream_v2(h, sp)
+        _last_stream[h.value] = sp
     dt = _TYPES[a.dtype]
     ct = _TYPES[c.dtype]
     if dt == _R64F:
