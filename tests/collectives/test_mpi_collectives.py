@@ -172,3 +172,13 @@ def test_wrong_device_and_errors(world):
         with pytest.raises(vt.DeviceUnavailableError):
             dist.all_reduce(vt.ones(2, device="cuda:0"))
     dist.barrier()
+
+
+def test_object_collectives(world):
+    n, r = world.size(), world.rank()
+    got = [None] * n
+    dist.all_gather_object(got, {"rank": r, "pad": "x" * (r * 37)})
+    assert got == [{"rank": q, "pad": "x" * (q * 37)} for q in range(n)]
+    objs = [r, "from", (r,)] if r == n - 1 else [None, None, None]
+    dist.broadcast_object_list(objs, src=n - 1)
+    assert objs == [n - 1, "from", (n - 1,)]

@@ -16,6 +16,7 @@ from .api import (  # noqa: F401
     BACKENDS, NON_GROUP_MEMBER, default_group, destroy_process_group, get_backend, get_global_rank,
     get_group_rank, get_rank, get_world_size, init_process_group, is_initialized, new_group,
 )
+from .objects import all_gather_object, broadcast_object_list  # noqa: F401
 from .errors import CollectiveError, CollectiveMismatchError, CollectiveTimeout, GroupBrokenError  # noqa: F401
 from .group import ProcessGroup  # noqa: F401
 from .types import P2POp, ReduceOp  # noqa: F401

@@ -113,7 +113,8 @@ class IPCTransport(Transport):
         rt = cp.cuda.runtime
         with cp.cuda.Device(dev.index):
             self.stream = cp.cuda.Stream(non_blocking=True)
-            self.xbuf = rt.malloc(self.slot_bytes * nslots)       # outside the pool: its IPC handle is exact
+            # slots per destination, outside the pool (a pool block's IPC handle names the whole block)
+            self.xbuf = rt.malloc(self.slot_bytes * nslots * self.size)
             self.event = rt.eventCreateWithFlags(_EVENT_FLAGS)
             mine = np.frombuffer(rt.ipcGetMemHandle(self.xbuf) + rt.ipcGetEventHandle(self.event), dtype=np.uint8)
         allh = np.zeros((self.size, mine.size), dtype=np.uint8)
@@ -175,7 +176,7 @@ class IPCTransport(Transport):
         with cp.cuda.Device(self.dev.index):
             if m >= self.nslots:  # the slot's previous reader finished its copy
                 rt.streamWaitEvent(self.stream.ptr, self.peer_event[dst], 0)
-            slot = self.xbuf + (m % self.nslots) * self.slot_bytes
+            slot = self.xbuf + (dst * self.nslots + m % self.nslots) * self.slot_bytes
             rt.memcpyAsync(slot, arr.data.ptr, arr.nbytes, _D2D, self.stream.ptr)
             rt.eventRecord(self.event, self.stream.ptr)
         self._notify(dst, m, READY_TAG)
@@ -185,7 +186,7 @@ class IPCTransport(Transport):
         rt = cp.cuda.runtime
         with cp.cuda.Device(self.dev.index):
             rt.streamWaitEvent(self.stream.ptr, self.peer_event[src], 0)
-            slot = self.peer_buf[src] + (m % self.nslots) * self.slot_bytes
+            slot = self.peer_buf[src] + (self.rank * self.nslots + m % self.nslots) * self.slot_bytes
             rt.memcpyAsync(arr.data.ptr, slot, arr.nbytes, _D2D, self.stream.ptr)
             rt.eventRecord(self.event, self.stream.ptr)
         self._notify(src, m, ACK_TAG)
