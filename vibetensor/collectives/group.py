@@ -47,6 +47,7 @@ class ProcessGroup:
         self._p2p_comm = p2p_comm
         self._timeout = timeout
         self._world_ranks = list(world_ranks) if world_ranks is not None else list(range(host.size))
+        self._ranks_t = tuple(self._world_ranks)
         self._device = device                  # this process's CUDA device (multi-process) or None
         self._dev_factory = device_transport_factory
         self._dev_transport = None
@@ -193,7 +194,7 @@ class ProcessGroup:
         dt = t0.dtype.name if t0 is not None else None
         ev = dict(group=self.name, coll_seq=seq, op=None if op is None else op.value, dtype=dt,
                   count=sum(x.numel() for x in ts) if ts else 0, nbytes=nbytes, device=dev, peer=root,
-                  ranks=tuple(self._world_ranks), group_size=self.size())  # lets vt-trace name absent ranks
+                  ranks=self._ranks_t, group_size=len(self._ranks_t))  # lets vt-trace name absent ranks
         observe.record(EventKind.COLLECTIVE_ENQUEUE, coll, state="enqueued", **ev)
         side = self._side
         debug = _env.flags().debug_collectives and side is not None

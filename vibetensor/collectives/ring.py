@@ -90,7 +90,8 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
     seg_bytes = min(seg_bytes, getattr(transport, "max_segment_bytes", seg_bytes))  # ipc: its slot size
     depth = max(1, depth or DEPTH)
     nseg = max(1, -(-(N // n) * itemsize // seg_bytes))
-    max_seg = -(-(-(-N // n)) // nseg) + 1
+    max_chunk = -(-N // n)                  # ceil(N / n)
+    max_seg = -(-max_chunk // nseg) + 1     # ceil(max_chunk / nseg), plus slack
     steps = n - 1
     k_start = 0 if "rs" in phases else steps * nseg
     k_end = 2 * steps * nseg if "ag" in phases else steps * nseg

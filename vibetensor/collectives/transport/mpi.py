@@ -63,16 +63,25 @@ def cuda_aware() -> bool:
     return False
 
 
+_TYPES: dict = {}
+_OPS: dict = {}
+
+
 def mpi_type(np_dtype):
-    MPI = mpi()
-    return {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE, np.dtype(np.int32): MPI.INT32_T,
-            np.dtype(np.int64): MPI.INT64_T, np.dtype(np.uint8): MPI.UINT8_T}.get(np.dtype(np_dtype))
+    if not _TYPES:
+        MPI = mpi()
+        _TYPES.update({np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE,
+                       np.dtype(np.int32): MPI.INT32_T, np.dtype(np.int64): MPI.INT64_T,
+                       np.dtype(np.uint8): MPI.UINT8_T})
+    return _TYPES.get(np_dtype)
 
 
 def mpi_op(op):
-    MPI = mpi()
-    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD, ReduceOp.MIN: MPI.MIN,
-            ReduceOp.MAX: MPI.MAX}[op]
+    if not _OPS:
+        MPI = mpi()
+        _OPS.update({ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
+                     ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX})
+    return _OPS[op]
 
 
 class Requests(Handle):
@@ -113,10 +122,13 @@ class MPITransport(Transport):
         self.rank = comm.Get_rank()
         self.local_ranks = [self.rank]
         self._device = device
+        self._devs = None
 
     def devices(self):
-        from ...core.device import CPU
-        return [self._device or CPU]
+        if self._devs is None:
+            from ...core.device import CPU
+            self._devs = [self._device or CPU]
+        return self._devs
 
     # ---------------------------------------------------------------- host staging for device arrays
     def _host(self, arr, copy_in=True):
@@ -127,7 +139,7 @@ class MPITransport(Transport):
             _be.cupy_module().cuda.get_current_stream().synchronize()
             return arr, None
         observe.counter_add("collectives.mpi.staged_bytes", int(arr.nbytes))
-        cp = _be.cupy_module()
+        _be.cupy_module()  # a clear error when CUDA is gone
         import cupyx  # noqa: PLC0415
         host = cupyx.empty_pinned(arr.shape, dtype=arr.dtype)
         if copy_in:
