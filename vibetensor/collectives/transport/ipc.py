@@ -116,13 +116,16 @@ class IPCTransport(Transport):
             # slots per destination, outside the pool (a pool block's IPC handle names the whole block)
             self.xbuf = rt.malloc(self.slot_bytes * nslots * self.size)
             self.event = rt.eventCreateWithFlags(_EVENT_FLAGS)
-            mine = np.frombuffer(rt.ipcGetMemHandle(self.xbuf) + rt.ipcGetEventHandle(self.event), dtype=np.uint8)
+            mine = np.frombuffer(rt.ipcGetMemHandle(self.xbuf) + rt.ipcGetEventHandle(self.event)
+                                 + np.array([dev.index], dtype=np.int64).tobytes(), dtype=np.uint8)
         allh = np.zeros((self.size, mine.size), dtype=np.uint8)
         req = comm.Iallgather([mine, self.MPI.BYTE], [allh, self.MPI.BYTE])
         from ..work import poll
         if not poll(req.Test, deadline):
             from ..errors import CollectiveTimeout
             raise CollectiveTimeout("ipc: not every rank reached the CUDA IPC handle exchange in time")
+        from ...core.device import Device
+        self._global_devs = [Device("cuda", int(allh[r, 128:136].view(np.int64)[0])) for r in range(self.size)]
         self.peer_buf, self.peer_event = {}, {}
         with cp.cuda.Device(dev.index):
             for r in range(self.size):
@@ -134,6 +137,9 @@ class IPCTransport(Transport):
 
     def devices(self):
         return [self.dev]
+
+    def global_devices(self):
+        return list(self._global_devs)  # distinct GPUs: Fabric orders the ring along NVLink
 
     def alloc(self, local, n, np_dtype, like=None):
         cp = _be.cupy_module()

@@ -84,6 +84,9 @@ class NCCLTransport(Transport):
     def devices(self):
         return list(self._devices)
 
+    def global_devices(self):
+        return list(getattr(self, "_global_devs", self._devices))
+
     def alloc(self, local, n, np_dtype, like=None):
         cp = _be.cupy_module()
         with cp.cuda.Device(self._devices[local].index):
@@ -245,7 +248,15 @@ def make_nccl(group, dev):
         from ..errors import CollectiveTimeout
         raise CollectiveTimeout(f"nccl: group {group.name!r}: not every rank reached the NCCL communicator "
                                 f"set-up (the first CUDA collective) within {group.timeout():g} s", group=group.name)
+    ids = np.zeros(host.size, dtype=np.int64)
+    req = host.comm.Iallgather([np.array([dev.index], dtype=np.int64), MPI.INT64_T], [ids, MPI.INT64_T])
+    if not poll(req.Test, time.monotonic() + group.timeout()):
+        from ..errors import CollectiveTimeout
+        raise CollectiveTimeout(f"nccl: group {group.name!r}: device exchange timed out", group=group.name)
     cp = _be.cupy_module()
     with cp.cuda.Device(dev.index):
         comm = nc.NcclCommunicator(host.size, tuple(int(x) for x in uid), host.rank)
-    return NCCLTransport([comm], [dev], [host.rank], host.size)
+    tr = NCCLTransport([comm], [dev], [host.rank], host.size)
+    from ...core.device import Device
+    tr._global_devs = [Device("cuda", int(i)) for i in ids]
+    return tr
