@@ -75,22 +75,30 @@ def held_out(seed: int, per_len: int = 16):
 
 
 @vt.no_grad()
-def greedy_accuracy(model, device, seed: int, per_len: int = 16) -> float:
-    """Exact match of greedy decoding: all prompts decode together, one forward per output token.
-    Rows are right-padded; causal attention makes what follows a row's cursor irrelevant to it."""
-    model.eval()
-    a, ns = held_out(seed, per_len)
-    B = len(ns)
-    ctx = np.full((B, 2 * MAX_N + 3), PAD, dtype=np.int64)
+def greedy_decode(model, device, a, ns):
+    """Greedy continuations of prompts <BOS> a <SEP>, all decoded together, one forward per output
+    token; returns the (len(ns), 2*MAX_N+3) token array. Rows are right-padded: causal attention
+    makes whatever follows a row's cursor irrelevant to it."""
+    ns = np.asarray(ns)
+    ctx = np.full((len(ns), 2 * MAX_N + 3), PAD, dtype=np.int64)
     for i, (n, ai) in enumerate(zip(ns, a)):
         ctx[i, 0], ctx[i, 1:n + 1], ctx[i, n + 1] = BOS, ai, SEP
-    for j in range(MAX_N + 1):
+    for j in range(int(ns.max()) + 1):
         rows = np.nonzero(ns >= j)[0]            # rows with output token j still to produce
         cur = ns[rows] + 1 + j                   # position whose logits give token j
         L = int(cur.max()) + 1
         logits = model(vt.tensor(ctx[rows, :L], device=device))
         pred = logits.argmax(dim=-1).cpu().numpy()
         ctx[rows, cur + 1] = pred[np.arange(len(rows)), cur]
+    return ctx
+
+
+@vt.no_grad()
+def greedy_accuracy(model, device, seed: int, per_len: int = 16) -> float:
+    """Exact match of greedy decoding (the reversed letters, then <EOS>) on the held-out prompts."""
+    model.eval()
+    a, ns = held_out(seed, per_len)
+    ctx = greedy_decode(model, device, a, ns)
     ok = [np.array_equal(ctx[i, n + 2:2 * n + 3], np.concatenate([ai[::-1], [EOS]]))
           for i, (n, ai) in enumerate(zip(ns, a))]
     model.train()
