@@ -139,3 +139,22 @@ def test_blas_in_graph_capture():
     g.replay()
     ref = F.gelu(new @ w)
     np.testing.assert_allclose(y.cpu().numpy(), ref.cpu().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_vectorised_add_mul_and_fallbacks():
+    f = _fused()
+    a = vt.randn(1024, 33, device="cuda")
+    b = vt.randn(1024, 33, device="cuda")
+    before = f.FUSED_CALLS["add"]
+    np.testing.assert_allclose((a + b).cpu().numpy(), a.cpu().numpy() + b.cpu().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(vt.add(a, b, alpha=2.5).cpu().numpy(), a.cpu().numpy() + 2.5 * b.cpu().numpy(),
+                               rtol=1e-6)
+    np.testing.assert_allclose((a * b).cpu().numpy(), a.cpu().numpy() * b.cpu().numpy(), rtol=1e-6)
+    assert f.FUSED_CALLS["add"] == before + 2
+    # broadcasting, odd sizes and views take the generic path and stay right
+    c = vt.randn(33, device="cuda")
+    np.testing.assert_allclose((a + c).cpu().numpy(), a.cpu().numpy() + c.cpu().numpy(), rtol=1e-6)
+    o = vt.randn(7, device="cuda")
+    np.testing.assert_allclose((o * o).cpu().numpy(), o.cpu().numpy() ** 2, rtol=1e-6)
+    t = a.t()
+    np.testing.assert_allclose((t + t).cpu().numpy(), 2 * t.cpu().numpy(), rtol=1e-6)

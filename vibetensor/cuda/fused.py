@@ -190,7 +190,22 @@ def gelu_backward(g, a, approximate="none"):
     return _generic("gelu_backward")(g, a, approximate)
 
 
+def add(a, b, *, alpha=1):
+    if hasattr(a, "data") and hasattr(b, "data") and K.binary4_ok(a, b):
+        FUSED_CALLS["add"] += 1
+        return K.binary4(a, b, 0, alpha)
+    return _generic("add")(a, b, alpha=alpha)
+
+
+def mul(a, b):
+    if hasattr(a, "data") and hasattr(b, "data") and K.binary4_ok(a, b):
+        FUSED_CALLS["mul"] += 1
+        return K.binary4(a, b, 1)
+    return _generic("mul")(a, b)
+
+
 _TABLE = {
+    "add": add, "mul": mul,
     "softmax": softmax, "softmax_backward": softmax_backward,
     "layer_norm": layer_norm, "layer_norm_backward": layer_norm_backward,
     "rms_norm": rms_norm, "rms_norm_backward": rms_norm_backward,

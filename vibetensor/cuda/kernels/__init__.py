@@ -263,5 +263,42 @@ class AdamWMulti:
         self.host_step = step
 
 
+# ---------------------------------------------------------------- same-shape binary ops, float4 loads
+_BIN_SRC = r"""
+extern "C" __global__ void vt_binary4(const float4* a, const float4* b, float4* c, long long n4, float alpha,
+                                      int op) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4;
+       i += (long long)gridDim.x * blockDim.x) {
+    float4 x = a[i], y = b[i], z;
+    if (op == 0) { z.x = x.x + alpha * y.x; z.y = x.y + alpha * y.y; z.z = x.z + alpha * y.z; z.w = x.w + alpha * y.w; }
+    else { z.x = x.x * y.x; z.y = x.y * y.y; z.z = x.z * y.z; z.w = x.w * y.w; }
+    c[i] = z;
+  }
+}
+"""
+_bin = {}
+
+
+def binary4_ok(a, b):
+    """Same shape, float32, contiguous, 16-byte aligned, a multiple of 4 elements."""
+    return (a.dtype == b.dtype and str(a.dtype) == "float32" and a.shape == b.shape and a.size % 4 == 0
+            and a.size >= 4 and a.flags.c_contiguous and b.flags.c_contiguous
+            and a.data.ptr % 16 == 0 and b.data.ptr % 16 == 0)
+
+
+def binary4(a, b, op, alpha=1.0):
+    """``a + alpha*b`` (op 0) or ``a * b`` (op 1) with vectorised loads: one launch, no broadcasting."""
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    k = _bin.get(dev)
+    if k is None:
+        k = _bin[dev] = cp.RawKernel(_BIN_SRC, "vt_binary4")
+    c = cp.empty_like(a)
+    n4 = a.size // 4
+    grid = int(min((n4 + 255) // 256, 65535))
+    k((grid,), (256,), (a, b, c, cp.int64(n4), cp.float32(alpha), cp.int32(op)))
+    return c
+
+
 def _unused():  # keep math imported for kernels that may need it
     return math.pi
