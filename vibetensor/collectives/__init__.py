@@ -6,6 +6,13 @@
     dist.all_reduce(t, op=dist.ReduceOp.SUM)  # in place, like torch.distributed
     w = dist.all_reduce(t, async_op=True); w.wait(timeout=30)
 
+Backends: ``mpi`` (CPU tensors; CUDA tensors staged through pinned memory unless MPI is CUDA-aware;
+on one host our ring uses a shared-memory window), ``nccl`` (CUDA via NCCL, CPU via MPI), ``ipc`` (CUDA
+IPC between processes of one host, several may share a GPU), ``local`` (one process, one rank per
+device: collectives then take a list with one tensor per device, as the old ``*_multigpu`` calls did).
+``all_reduce(..., algorithm="ring"|"native"|"auto")`` picks our ring or the library collective
+(auto: measured crossovers in tuning.py). Ranks in ``src``/``dst`` are global ranks, as in PyTorch.
+
 Every collective has a timeout (``timeout=`` per call, else the group's, else VT_COLLECTIVE_TIMEOUT) and
 raises CollectiveTimeout naming the ranks that never joined. VT_DEBUG_COLLECTIVES=1 compares a
 fingerprint of every collective across ranks first.
