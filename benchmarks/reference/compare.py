@@ -73,7 +73,7 @@ def main():
         print(f"== {name}: torch ...", file=sys.stderr, flush=True)
         rt = run(th_cmd, a.timeout)
         rows.append((name, metrics, rv, rt))
-    print(f"\n| example | steps (vt / torch) | metric | vibetensor | torch | vt ms/step | torch ms/step | vt / torch time |")
+    print("\n| example | steps (vt / torch) | metric | vibetensor | torch | vt ms/step | torch ms/step | vt / torch time |")
     print("|---|---|---|---|---|---|---|---|")
     for name, metrics, rv, rt in rows:
         if rv is None or rt is None:
