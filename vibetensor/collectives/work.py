@@ -19,11 +19,13 @@ def poll(test, deadline, on_slow=None, slow_at=None):
     """Spin, then yield, then sleep with backoff until ``test()`` or the deadline. False on timeout."""
     spins = 0
     nap = 20e-6
+    # a worker thread (async collectives, DDP buckets) yields the GIL sooner: backward runs beside it
+    pure = 200 if threading.current_thread() is threading.main_thread() else 16
     while True:
         if test():
             return True
         spins += 1
-        if spins < 200:
+        if spins < pure:
             continue
         now = time.monotonic()
         if on_slow is not None and slow_at is not None and now >= slow_at:
