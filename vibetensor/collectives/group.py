@@ -124,6 +124,9 @@ class ProcessGroup:
                 return self._host  # mpi backend: CUDA-aware MPI or staged through pinned host memory
         with self._lock:
             if self._dev_transport is None:
+                # set-up talks over the data communicator: let queued async work finish first so every
+                # rank issues the same sequence on it
+                self._exec.drain(self.timeout())
                 self._dev_transport = self._dev_factory(self, ts[0].device)
         return self._dev_transport
 
