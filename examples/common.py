@@ -137,7 +137,7 @@ class Progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=start, dynamic_ncols=True, mininterval=1.0,
                             file=sys.stderr)
-        self.metrics = open(run.args.metrics_json, "a") if (run.args.metrics_json and run.is_main) else None
+        self.metrics = open(run.args.metrics_json, "a", buffering=1) if (run.args.metrics_json and run.is_main) else None
         self.t0 = time.perf_counter()
 
     def update(self, step: int, **m):
