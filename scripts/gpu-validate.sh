@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# GPU machine: every GPU test (single process, then MPI ranks sharing the GPU), logs under $OUT.
+# Usage: scripts/gpu-validate.sh  (needs .whl with pytest-mpi when the machine lacks it)
+set -uo pipefail
+export PYTHONUNBUFFERED=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+scripts/gpu-check.sh
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+run() { local name=$1; shift; echo "== $name: $*"; timeout 420 "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? $(grep -E '(passed|failed|error)' "$OUT/$name.log" | tail -1)"; grep -E '^(FAILED|ERROR)' "$OUT/$name.log" | head -15; }
+run gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider tests
+run cuda_param python3 -m pytest -q -k cuda -p no:cacheprovider tests/core
+run mpi_suite python3 -m pytest -q -p no:cacheprovider tests/test_mpi_suite.py
