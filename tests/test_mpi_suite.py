@@ -33,7 +33,8 @@ def _have_mpi():
 def test_mpi_suite(nranks, limit, tmp_path):
     env = dict(os.environ)
     for k in list(env):  # never inherit an outer job's rank variables
-        if k.startswith(("PMI_", "OMPI_", "PMIX_", "VT_RANK", "VT_LOCAL", "VT_WORLD", "SLURM_")):
+        if k.startswith(("PMI_", "OMPI_COMM_WORLD", "OMPI_UNIVERSE", "PMIX_", "VT_RANK", "VT_LOCAL", "VT_WORLD",
+                         "SLURM_")):
             del env[k]
     env.update(VT_IN_MPI_SUITE="1", VT_COLLECTIVE_TIMEOUT="20", VT_MPI_LOG_DIR=str(tmp_path),
                VT_DUMP_DIR=str(tmp_path / "dumps"), PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),

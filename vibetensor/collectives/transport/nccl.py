@@ -240,8 +240,12 @@ def make_nccl(group, dev):
     from .mpi import mpi
     MPI = mpi()
     uid = np.zeros(128, dtype=np.int8)
+    as_bytes = True
     if host.rank == 0:
-        uid[:] = np.array(nc.get_unique_id(), dtype=np.int64).astype(np.int8)
+        raw = nc.get_unique_id()  # bytes in CuPy 14, a tuple of ints in older CuPy
+        as_bytes = isinstance(raw, (bytes, bytearray))
+        uid[:] = np.frombuffer(bytes(raw), dtype=np.int8) if as_bytes else \
+            np.array(raw, dtype=np.int64).astype(np.int8)
     from ..work import poll
     req = host.comm.Ibcast([uid, MPI.SIGNED_CHAR], root=0)
     if not poll(req.Test, time.monotonic() + group.timeout()):
@@ -255,7 +259,10 @@ def make_nccl(group, dev):
         raise CollectiveTimeout(f"nccl: group {group.name!r}: device exchange timed out", group=group.name)
     cp = _be.cupy_module()
     with cp.cuda.Device(dev.index):
-        comm = nc.NcclCommunicator(host.size, tuple(int(x) for x in uid), host.rank)
+        try:
+            comm = nc.NcclCommunicator(host.size, uid.tobytes(), host.rank)
+        except TypeError:  # older CuPy takes the id as a tuple of ints
+            comm = nc.NcclCommunicator(host.size, tuple(int(x) for x in uid), host.rank)
     tr = NCCLTransport([comm], [dev], [host.rank], host.size)
     from ...core.device import Device
     tr._global_devs = [Device("cuda", int(i)) for i in ids]
