@@ -133,7 +133,7 @@ class IPCTransport(Transport):
                     continue
                 h = bytes(allh[r])
                 self.peer_buf[r] = rt.ipcOpenMemHandle(h[:64])
-                self.peer_event[r] = rt.ipcOpenEventHandle(h[64:])
+                self.peer_event[r] = rt.ipcOpenEventHandle(h[64:128])
 
     def devices(self):
         return [self.dev]
