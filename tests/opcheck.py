@@ -79,3 +79,34 @@ def noncontig(a, device="cpu", dtype=vt.float64):
     t = vt.tensor(np.ascontiguousarray(np.swapaxes(a, 0, -1)), dtype=dtype, device=device)
     v = t.transpose(0, -1) if a.ndim > 1 else t
     return v
+
+
+FLOATS = [vt.float16, vt.bfloat16, vt.float32, vt.float64]
+INTS = [vt.int8, vt.int16, vt.int32, vt.int64, vt.uint8]
+ALL = FLOATS + INTS + [vt.bool]
+
+
+def dtypes_on(device, dtypes):
+    """The dtypes the device supports (bfloat16 on CUDA only where the installed CuPy has it)."""
+    if device == "cpu":
+        return dtypes
+    from vibetensor.core import backend
+    out = []
+    for d in dtypes:
+        try:
+            backend.check_cuda_dtype(d)
+            out.append(d)
+        except TypeError:
+            pass
+    return out
+
+
+def mk(a, device, dtype=vt.float64, rg=False):
+    """A tensor of ``a`` on ``device`` (skips the test where CUDA lacks bfloat16)."""
+    import pytest
+    if device == "cuda" and dtype is vt.bfloat16:
+        try:
+            return vt.tensor(a, dtype=dtype, device=device, requires_grad=rg)
+        except TypeError as e:
+            pytest.skip(f"bfloat16 on CUDA: {e}")
+    return vt.tensor(a, dtype=dtype, device=device, requires_grad=rg)

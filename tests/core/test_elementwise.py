@@ -7,7 +7,7 @@ import pytest
 
 import vibetensor as vt
 from vibetensor.core import backend
-from tests.opcheck import assert_close, check_op, noncontig
+from tests.opcheck import assert_close, check_op, noncontig, ALL, FLOATS, INTS, dtypes_on
 
 try:
     import torch
@@ -17,23 +17,8 @@ except ImportError:  # pragma: no cover
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed")
 R = np.random.randn
 _erf = np.vectorize(math.erf)
-FLOATS = [vt.float16, vt.bfloat16, vt.float32, vt.float64]
-INTS = [vt.int8, vt.int16, vt.int32, vt.int64, vt.uint8]
-ALL = FLOATS + INTS + [vt.bool]
 
 
-def dtypes_on(device, dtypes):
-    """bfloat16 on CUDA only where the installed CuPy supports it."""
-    if device == "cpu":
-        return dtypes
-    out = []
-    for d in dtypes:
-        try:
-            backend.check_cuda_dtype(d)
-            out.append(d)
-        except TypeError:
-            pass
-    return out
 
 
 def _sig(x):

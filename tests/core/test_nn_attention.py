@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from tests.opcheck import assert_close, check_op
+from tests.opcheck import assert_close, check_op, mk
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
-def mk(a, device, dtype=vt.float64, rg=False):
-    if device == "cuda" and dtype is vt.bfloat16:
-        try:
-            return vt.tensor(a, dtype=dtype, device=device, requires_grad=rg)
-        except TypeError as e:
-            pytest.skip(f"bfloat16 on CUDA: {e}")
-    return vt.tensor(a, dtype=dtype, device=device, requires_grad=rg)
 
 
 def np_sdpa(q, k, v, mask=None, causal=False, scale=None):

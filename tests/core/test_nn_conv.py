@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from tests.opcheck import assert_close, check_op, noncontig
+from tests.opcheck import assert_close, check_op, noncontig, mk
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
-def mk(a, device, dtype=vt.float64, rg=False):
-    if device == "cuda" and dtype is vt.bfloat16:
-        try:
-            return vt.tensor(a, dtype=dtype, device=device, requires_grad=rg)
-        except TypeError as e:
-            pytest.skip(f"bfloat16 on CUDA: {e}")
-    return vt.tensor(a, dtype=dtype, device=device, requires_grad=rg)
 
 
 def np_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
