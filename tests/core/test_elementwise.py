@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from vibetensor.core import backend
 from tests.opcheck import assert_close, check_op, noncontig, ALL, FLOATS, INTS, dtypes_on
 
 try:

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from vibetensor.core import backend
-from tests.opcheck import assert_close, check_op, noncontig, ALL, FLOATS, INTS, dtypes_on
+from tests.opcheck import assert_close, check_op, noncontig, ALL, dtypes_on
 
 try:
     import torch
