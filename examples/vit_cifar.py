@@ -110,12 +110,14 @@ def main(argv=None):
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None, help="directory with the CIFAR-10 binary batches")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most N train/test images")
+    p.add_argument("--n-train", type=int, default=None, help="generated data: training images")
+    p.add_argument("--n-test", type=int, default=None, help="generated data: test images")
     for k in ("dim", "depth", "heads"):
         p.add_argument(f"--{k}", type=int, default=None)
     args = p.parse_args(argv)
     cfg = dict(CONFIGS[args.config])
     for k, v in (("steps", args.steps), ("batch", args.batch_size), ("lr", args.lr), ("dim", args.dim),
-                 ("depth", args.depth), ("heads", args.heads)):
+                 ("depth", args.depth), ("heads", args.heads), ("n_train", args.n_train), ("n_test", args.n_test)):
         if v is not None:
             cfg[k] = v
     steps, gbatch, lr = cfg["steps"], cfg["batch"], cfg["lr"]
