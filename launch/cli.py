@@ -129,6 +129,10 @@ def _rank_env(cfg: LaunchConfig, mpi, launch_id: str, run_dir: str, error_dir: s
         if cfg.single_process:
             env["VT_SINGLE_PROCESS"] = "1"
     env.update(launcher_env(mpi))
+    if cfg.nproc_per_node > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # as torchrun: ranks sharing a host split its cores, or each one's BLAS spawns a thread per core
+        # and N ranks on N cores run N*N spinning threads (a 4x slower step measured on 2 cores)
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // cfg.nproc_per_node))
     return env
 
 
