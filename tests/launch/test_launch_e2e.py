@@ -24,7 +24,7 @@ ENV_SCRIPT = """
 import json, os, sys
 {imp}
 keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "VT_RANK", "VT_WORLD_SIZE", "VT_RESTART_COUNT",
-        "VT_SINGLE_PROCESS")
+        "VT_SINGLE_PROCESS", "OMP_NUM_THREADS")
 print("ENV " + json.dumps({{**{{k: os.environ.get(k) for k in keys}}, "argv": sys.argv[1:], "name": __name__}}))
 print("to-stderr " + os.environ.get("RANK", "?"), file=sys.stderr)
 """
@@ -95,6 +95,8 @@ def test_env_contract_under_vt_launch(tmp_path):
         assert (d["RANK"], d["LOCAL_RANK"], d["WORLD_SIZE"], d["LOCAL_WORLD_SIZE"]) == (str(r), str(r), "2", "2")
         assert (d["VT_RANK"], d["VT_WORLD_SIZE"], d["VT_RESTART_COUNT"]) == (str(r), "2", "0")
         assert d["argv"] == ["--lr", "3", "-x"] and d["name"] == "__main__" and d["VT_SINGLE_PROCESS"] is None
+        if "OMP_NUM_THREADS" not in os.environ:  # two ranks split the host's cores, as under torchrun
+            assert d["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
         assert f"[rank {r}] to-stderr {r}" in p.stderr.splitlines()
         log = (tmp_path / "logs" / f"rank{r}.log").read_text()
         assert f"to-stderr {r}" in log and '"RANK": "%d"' % r in log and "[rank" not in log
