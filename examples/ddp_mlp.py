@@ -178,6 +178,9 @@ def scaling(args, cfg) -> list[dict]:
                                          "--steps", str(args.steps or 30), "--batch-size", str(gb),
                                          "--warmup-steps", str(args.warmup_steps), "--sync", args.sync,
                                          "--seed", str(args.seed), "--no-progress", "--result-json", out]
+                for flag, v in (("--hidden", args.hidden), ("--lr", args.lr)):
+                    if v is not None:
+                        cmd += [flag, str(v)]
                 if args.trace:
                     cmd += ["--trace", f"{args.trace}.{mode}{k}"]
                 proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True)
@@ -219,7 +222,7 @@ def main(argv=None):
             cfg[k] = v
     launched = "WORLD_SIZE" in os.environ
     if args.scaling:
-        print(f"scaling ({args.sync} sync, {args.config} config, {args.steps or 30} steps, "
+        print(f"scaling ({args.sync} sync, {args.config} config, hidden {cfg['hidden']}, {args.steps or 30} steps, "
               f"ms/step excludes {args.warmup_steps} warm-up steps)")
         print(f"{'mode':>6} {'ranks':>5} {'batch':>8} {'ms/step':>10} {'samples/s':>12} {'speedup':>8} {'efficiency':>10}")
         return scaling(args, cfg)
