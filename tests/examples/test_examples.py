@@ -179,8 +179,9 @@ def test_two_ranks_match_one(name, tmp_path):
     """Same global batch split over 2 ranks (minigpt: DDP with an uneven number of target tokens per
     rank; ddp_mlp: our ring all_reduce of one flat bucket) gives the single-process parameters."""
     steps = 3
-    run(name, "--steps", steps, "--save", tmp_path / "one.st")
-    args = [*BASE, *TINY[name], "--steps", steps, "--save", tmp_path / "two.st"]
+    run(name, "--steps", steps, "--save", tmp_path / "one.st", "--metrics-json", tmp_path / "one.jsonl")
+    args = [*BASE, *TINY[name], "--steps", steps, "--save", tmp_path / "two.st",
+            "--metrics-json", tmp_path / "two.jsonl", "--log-loss" if name == "ddp_mlp" else "--no-progress"]
     if name == "ddp_mlp":  # through its own --world-size relaunch
         cmd = [sys.executable, str(EX / "ddp_mlp.py"), "--world-size", "2", *map(str, args)]
         p = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=240, cwd=str(ROOT))
@@ -191,6 +192,9 @@ def test_two_ranks_match_one(name, tmp_path):
     a, _ = params(tmp_path / "one.st")
     b, _ = params(tmp_path / "two.st")
     assert_params_close(a, b, name)
+    # the logged loss is the global-batch mean on both (minigpt: per-rank token sums over the global count)
+    l1, l2 = ([json.loads(x)["loss"] for x in (tmp_path / f).read_text().splitlines()] for f in ("one.jsonl", "two.jsonl"))
+    np.testing.assert_allclose(l2, l1, rtol=1e-5)
 
 
 @pytest.mark.slow
