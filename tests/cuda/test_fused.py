@@ -141,7 +141,9 @@ def test_blas_in_graph_capture():
     np.testing.assert_allclose(y.cpu().numpy(), ref.cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_vectorised_add_mul_and_fallbacks():
+def test_vectorised_add_mul_and_fallbacks(monkeypatch):
+    from vibetensor.cuda import kernels
+    monkeypatch.setattr(kernels, "BINARY4_MIN", 4)
     f = _fused()
     a = vt.randn(1024, 33, device="cuda")
     b = vt.randn(1024, 33, device="cuda")

@@ -277,12 +277,15 @@ extern "C" __global__ void vt_binary4(const float4* a, const float4* b, float4* 
 }
 """
 _bin = {}
+BINARY4_MIN = 1 << 20
 
 
 def binary4_ok(a, b):
     """Same shape, float32, contiguous, 16-byte aligned, a multiple of 4 elements."""
+    # only large arrays: below ~1M elements CuPy's own elementwise launch is cheaper on the host than
+    # a RawKernel call, and bandwidth is not the limit there
     return (a.dtype == b.dtype and str(a.dtype) == "float32" and a.shape == b.shape and a.size % 4 == 0
-            and a.size >= 4 and a.flags.c_contiguous and b.flags.c_contiguous
+            and a.size >= BINARY4_MIN and a.flags.c_contiguous and b.flags.c_contiguous
             and a.data.ptr % 16 == 0 and b.data.ptr % 16 == 0)
 
 
