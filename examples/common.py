@@ -230,3 +230,17 @@ def finish(run: Run, result: dict):
     if run.args.result_json:
         with open(run.args.result_json, "w") as f:
             json.dump(result, f, sort_keys=True)
+
+
+@vt.no_grad()
+def classification_accuracy(model, x, y, device, run: Run, batch: int = 1000) -> float:
+    """Accuracy over this rank's share of (x, y), summed over ranks (model left in train mode)."""
+    model.eval()
+    lx, ly = eval_share(x, run), eval_share(y, run)
+    correct = 0
+    for i in range(0, len(lx), batch):
+        pred = model(vt.tensor(lx[i:i + batch], device=device)).argmax(dim=-1).cpu().numpy()
+        correct += int((pred == ly[i:i + batch]).sum())
+    model.train()
+    c, n = all_reduce_sum([correct, len(ly)], run)
+    return c / n

@@ -62,18 +62,8 @@ def make_model(kind: str, side: int, cfg: dict):
     return MLP(side * side, cfg["hidden"]) if kind == "mlp" else CNN(side, cfg["channels"])
 
 
-@vt.no_grad()
 def accuracy(model, x, y, device, run, batch: int = 1000) -> float:
-    """Accuracy over this rank's share of (x, y), summed over ranks."""
-    model.eval()
-    lx, ly = common.eval_share(x, run), common.eval_share(y, run)
-    correct = 0
-    for i in range(0, len(lx), batch):
-        pred = model(vt.tensor(lx[i:i + batch], device=device)).argmax(dim=-1).cpu().numpy()
-        correct += int((pred == ly[i:i + batch]).sum())
-    model.train()
-    c, n = common.all_reduce_sum([correct, len(ly)], run)
-    return c / n
+    return common.classification_accuracy(model, x, y, device, run, batch)
 
 
 def main(argv=None):

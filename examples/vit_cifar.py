@@ -93,17 +93,8 @@ def augment(x, rng):
     return x
 
 
-@vt.no_grad()
 def accuracy(model, x, y, device, run, batch: int = 500) -> float:
-    model.eval()
-    lx, ly = common.eval_share(x, run), common.eval_share(y, run)
-    correct = 0
-    for i in range(0, len(lx), batch):
-        pred = model(vt.tensor(lx[i:i + batch], device=device)).argmax(dim=-1).cpu().numpy()
-        correct += int((pred == ly[i:i + batch]).sum())
-    model.train()
-    c, n = common.all_reduce_sum([correct, len(ly)], run)
-    return c / n
+    return common.classification_accuracy(model, x, y, device, run, batch)
 
 
 def main(argv=None):
