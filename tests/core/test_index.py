@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from tests.opcheck import assert_close, check_op, noncontig
+from tests.opcheck import assert_close, check_op, noncontig, ALL
 
 try:
     import torch
@@ -12,8 +12,7 @@ except ImportError:  # pragma: no cover
     torch = None
 
 R = np.random.randn
-ALL_DTYPES = [vt.float16, vt.bfloat16, vt.float32, vt.float64, vt.int8, vt.int16, vt.int32, vt.int64, vt.uint8,
-              vt.bool]
+ALL_DTYPES = ALL
 
 
 def _skip_cuda_bf16(device, dt):
