@@ -1,4 +1,4 @@
-"""Runs the MPI tests (tests/collectives, marker ``mpi``) under ``mpiexec -n 2`` and ``-n 4``.
+"""Runs the MPI tests (tests/collectives and tests/fabric/test_mpi_fabric.py, marker ``mpi``) under ``mpiexec -n 2`` and ``-n 4``.
 
 Each rank runs pytest (rank 0 prints the summary, the others log to files shown on failure); any
 failing rank fails the run; short collective timeouts, per-test timeouts and a wall-clock limit on
@@ -40,7 +40,8 @@ def test_mpi_suite(nranks, limit, tmp_path):
                VT_DUMP_DIR=str(tmp_path / "dumps"), PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [_mpiexec(), "-n", str(nranks), sys.executable, "-m", "tests.collectives.mpi_pytest",
-           "-q", "--with-mpi", "-m", "mpi", "-p", "no:cacheprovider", "--timeout=60", "-x", "tests/collectives"]
+           "-q", "--with-mpi", "-m", "mpi", "-p", "no:cacheprovider", "--timeout=60", "-x", "tests/collectives",
+           "tests/fabric/test_mpi_fabric.py"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:

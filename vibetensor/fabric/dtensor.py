@@ -118,8 +118,11 @@ class DTensor(Tensor):
 
     def to_local(self, device=None):
         """The local shard: of ``device``, or of the only device of a 1-device mesh; with several
-        devices and no ``device``, the list of shards in mesh order (one process drives them all)."""
-        if device is not None:
+        devices and no ``device``, the list of shards in mesh order (one process drives them all). On a
+        multi-process mesh: this process's shard."""
+        if self._mesh.is_multi_process:  # (``device`` can only name this process's device)
+            return to_local_op(self, self._mesh.local_indices()[0], self._placements, self._mesh, self._shapes())
+        if device is not None and not self._mesh.is_multi_process:
             from ..core.device import device as _as_device
             dev = _as_device(device)
             if dev not in self._mesh.devices:
@@ -156,9 +159,13 @@ class DTensor(Tensor):
         with no_grad():
             if kind in ("zeros", "ones", "empty", "full"):
                 locs = [getattr(F, kind)(layout.local_shape(self._meta.shape, self._mesh, pl, self._mesh.coords(k)),
-                                         *args, dtype=dt, device=dev) for k, dev in enumerate(self._mesh.devices)]
+                                         *args, dtype=dt, device=self._mesh.devices[k])
+                        for k in self._mesh.local_indices()]
             else:
                 full = getattr(F, kind)(self._meta.shape, dtype=dt, device=self._mesh.devices[0], **kw)
+                if self._mesh.is_multi_process:
+                    from . import mp
+                    full = mp.broadcast(full, self._mesh)
                 locs = layout.split(full, self._mesh, pl, why=f"{kind}_like")
         out = DTensor._new(locs, self._mesh, pl, self._meta.shape, dt)
         if requires_grad:
@@ -326,7 +333,7 @@ full_tensor_op = defop("full_tensor", namespace="fabric", raw=True)(_need_dtenso
 
 @_on_sharded(full_tensor_op)
 def _(x, placements, mesh):
-    return layout.join(x._local, x._mesh, x._placements, root=x._mesh.devices[0])
+    return layout.join(x._local, x._mesh, x._placements, root=x._mesh.devices[0], gshape=x._meta.shape)
 
 
 @full_tensor_op.def_backward
@@ -339,18 +346,19 @@ to_local_op = defop("to_local", namespace="fabric", raw=True)(_need_dtensor("to_
 
 @_on_sharded(to_local_op)
 def _(x, k, placements, mesh, shapes):
-    return x._local[k].detach()
+    return x._local[x._mesh.local_indices().index(k)].detach()
 
 
 @to_local_op.def_backward
 def _(ctx, g):
     k, placements, mesh, shapes = ctx.args[1:5]
     locs = []
-    for j, dev in enumerate(mesh.devices):
+    for i, j in enumerate(mesh.local_indices()):
+        dev = mesh.devices[j]
         if j == k:
             locs.append(layout.move(g, dev, "to_local backward"))
         else:
-            locs.append(layout._zeros_like_shape(g, shapes[j], dev))
+            locs.append(layout._zeros_like_shape(g, shapes[i], dev))
     pl = tuple(Partial("sum") if isinstance(p, Replicate) else p for p in placements)
     return DTensor._new(locs, mesh, pl, ctx.args[0].shape, g._dtype)
 
@@ -392,6 +400,9 @@ def _(ctx, g):
 
 def _check_mesh_addressable(mesh):
     if mesh.is_multi_process:
+        from .mesh import _mp_world
+        if _mp_world() == len(mesh.devices):
+            return  # one position per process of the initialised group (checked when the mesh was made)
         try:
             from .. import collectives
             ok = collectives.is_initialized()
@@ -401,8 +412,8 @@ def _check_mesh_addressable(mesh):
             raise NotImplementedError(
                 f"{mesh} spans several processes: multi-process meshes need vibetensor.collectives "
                 f"(call vt.distributed.init_process_group first)")
-        raise NotImplementedError("multi-process DTensors (shards owned by other processes) are not supported yet; "
-                                  "use one process per host driving its local devices")
+        raise NotImplementedError(f"{mesh} was made for another process group (world size now {_mp_world()}); "
+                                  f"build the mesh again after init_process_group")
 
 
 def distribute_tensor(tensor: Tensor, device_mesh: DeviceMesh, placements=None) -> DTensor:
@@ -436,15 +447,19 @@ def from_local(local_tensors, device_mesh: DeviceMesh, placements) -> DTensor:
     if isinstance(local_tensors, Tensor):
         local_tensors = [local_tensors]
     local_tensors = list(local_tensors)
-    if len(local_tensors) != device_mesh.size():
-        raise ValueError(f"from_local: {len(local_tensors)} shards for a mesh of {device_mesh.size()} devices")
+    _check_mesh_addressable(device_mesh)
+    ks = device_mesh.local_indices()
+    if len(local_tensors) != len(ks):
+        raise ValueError(f"from_local: {len(local_tensors)} shards for a mesh of {device_mesh.size()} devices "
+                         f"({len(ks)} of them in this process)")
     ndim = local_tensors[0].ndim
     pl = normalize(placements, device_mesh.ndim, ndim, "from_local")
-    for k, (t, dev) in enumerate(zip(local_tensors, device_mesh.devices)):
+    for k, t in zip(ks, local_tensors):
+        dev = device_mesh.devices[k]
         if t._device != dev:
             raise DeviceMismatchError(f"from_local: shard {k} is on {t._device}, its mesh device is {dev}")
     out = from_local_op(local_tensors, device_mesh, pl)
-    exp = [layout.local_shape(out.shape, device_mesh, pl, device_mesh.coords(k)) for k in range(device_mesh.size())]
+    exp = [layout.local_shape(out.shape, device_mesh, pl, device_mesh.coords(k)) for k in ks]
     got = [tuple(t.shape) for t in local_tensors]
     if exp != got:
         raise ValueError(f"from_local: shard shapes {got} do not match a torch.chunk layout of global shape "

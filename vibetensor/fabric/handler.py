@@ -224,8 +224,9 @@ def _execute(call, plan):
     for d, want in zip(call.dts, plan.inputs):
         locals_by_dt.append(layout.redistribute_locals(d._local, d._meta.shape, mesh, d._placements, want))
     outs = []
-    for k, dev in enumerate(mesh.devices):
-        a, kw = _per_shard_args(call, locals_by_dt, k)
+    for j, k in enumerate(mesh.local_indices()):  # every position, or this process's one
+        dev = mesh.devices[k]
+        a, kw = _per_shard_args(call, locals_by_dt, j)
         b = None
         if plan.local is not None or plan.run is not None:
             b = bind(call.op, a, kw)
@@ -267,7 +268,7 @@ def _wrap(call, outs, placements):
 def _wrap1(call, locs, placements):
     mesh = call.mesh
     out = DTensor._from_locals(locs, mesh, placements)
-    for k, t in enumerate(locs):
+    for k, t in zip(mesh.local_indices(), locs):
         want = layout.local_shape(out._meta.shape, mesh, placements, mesh.coords(k))
         if tuple(t.shape) != want:
             raise RuntimeError(f"{call.name}: the sharding rule produced shard {k} of shape {tuple(t.shape)}, but "
@@ -290,6 +291,10 @@ def _fallback(call, reason):
         res = call.op(*a, **kw)  # once (random ops stay consistent), then broadcast
 
     def bcast(t):
+        if mesh.is_multi_process:  # every rank ran it; position 0's result wins (random ops agree)
+            from . import mp
+            t = mp.broadcast(t, mesh)
+            return DTensor._new([t], mesh, rep, tuple(t.shape), t._dtype)
         locs = [t] + [layout.move(t, dev, f"{call.name}: fallback broadcast") for dev in mesh.devices[1:]]
         return DTensor._new(locs, mesh, rep, tuple(t.shape), t._dtype)
     if isinstance(res, Tensor):
@@ -328,6 +333,9 @@ def inplace(t: DTensor, name: str, args, kwargs):
             from ..core import factories
             full = factories.empty(t.shape, dtype=t.dtype, device=t._mesh.devices[0])
             getattr(full, name + "_")(*args, **kwargs)
+            if t._mesh.is_multi_process:
+                from . import mp
+                full = mp.broadcast(full, t._mesh)
             _write(t, layout.split(full, t._mesh, t._placements, why=f"{name}_"))
         else:
             if name == "copy":
@@ -364,6 +372,6 @@ def _zero_partials(t):
     from .spec import Partial, ReduceOp
     for m, p in enumerate(t._placements):
         if isinstance(p, Partial) and p.reduce_op is ReduceOp.SUM:
-            for k, x in enumerate(t._local):
+            for k, x in zip(t._mesh.local_indices(), t._local):
                 if t._mesh.coords(k)[m] != 0:
                     x._data[...] = 0

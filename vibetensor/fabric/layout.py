@@ -34,8 +34,12 @@ def local_shape(gshape, mesh, placements, coords):
     return tuple(local_box(gshape, mesh, placements, coords)[1])
 
 
-def global_shape(local_shapes, mesh, placements):
-    """Global shape from every shard's local shape (sums shard sizes along each sharded dim)."""
+def global_shape(local_shapes, mesh, placements, _all=False):
+    """Global shape from every shard's local shape (sums shard sizes along each sharded dim); on a
+    multi-process mesh from this rank's one shard (the others' shapes come by a collective)."""
+    if mesh.is_multi_process and not _all:
+        from . import mp
+        return mp.global_shape(local_shapes[0], mesh, placements)
     shape = list(local_shapes[0])
     for d in range(len(shape)):
         axes = [m for m, p in enumerate(placements) if isinstance(p, Shard) and p.dim == d]
@@ -115,7 +119,8 @@ def split(t: Tensor, mesh, placements, why="distribute") -> list:
     """Local shards of global tensor ``t`` for ``placements`` (copies onto each mesh device)."""
     out = []
     gshape = tuple(t.shape)
-    for k, dev in enumerate(mesh.devices):
+    for k in mesh.local_indices():  # in several processes: only this process's position
+        dev = mesh.devices[k]
         c = mesh.coords(k)
         offs, sizes = local_box(gshape, mesh, placements, c)
         zero = any(isinstance(p, Partial) and p.reduce_op is ReduceOp.SUM and c[m] != 0
@@ -156,8 +161,14 @@ def _concat(parts: list, d: int, dev) -> Tensor:
     return Tensor._make(arr, dev)
 
 
-def join(locals_: list, mesh, placements, root=None) -> Tensor:
-    """The global tensor from local shards, assembled on ``root`` (default: the first mesh device)."""
+def join(locals_: list, mesh, placements, root=None, gshape=None) -> Tensor:
+    """The global tensor from local shards, assembled on ``root`` (default: the first mesh device);
+    on a multi-process mesh every rank gets it (collectives along each mesh axis)."""
+    if mesh.is_multi_process:
+        from . import mp
+        if gshape is None:
+            gshape = global_shape([tuple(x.shape) for x in locals_], mesh, placements)
+        return mp.join(locals_[0], gshape, mesh, placements)
     vals = {mesh.coords(k): t for k, t in enumerate(locals_)}
     for m in range(mesh.ndim - 1, -1, -1):
         p = placements[m]
@@ -186,7 +197,7 @@ def redistribute_locals(locals_: list, gshape, mesh, src, dst) -> list:
         return list(locals_)
     if _local_only(src, dst):
         out = []
-        for k, t in enumerate(locals_):
+        for k, t in zip(mesh.local_indices(), locals_):
             c = mesh.coords(k)
             # the block this device holds under dst, relative to its block under src
             so, _ = local_box(gshape, mesh, src, c)
@@ -199,6 +210,9 @@ def redistribute_locals(locals_: list, gshape, mesh, src, dst) -> list:
                 piece = _slice(t, [a - b for a, b in zip(do, so)], ds)
                 out.append(_copy_on(piece, t._device))
         return out
+    if mesh.is_multi_process:
+        from . import mp
+        return split(mp.join(locals_[0], gshape, mesh, src), mesh, dst, why="redistribute")
     ax = _single_allgather(src, dst)
     if ax is not None:
         return _allgather(locals_, mesh, ax, src[ax].dim)

@@ -62,6 +62,13 @@ class DeviceMesh:
             axis_names = mesh_dim_names
         dims: list = []
         flat = _flatten(devices, dims)
+        if device_type is not None and process_ranks is None and _mp_world() > 1 and flat \
+                and all(isinstance(d, int) and not isinstance(d, bool) for d in flat):
+            # PyTorch's form under an initialised multi-process group: the ints are ranks
+            process_ranks, flat = list(flat), [None] * len(flat)
+            if shape is None:
+                shape = tuple(dims)
+            dims = []
         if shape is not None:
             shape = tuple(int(s) for s in shape)
             if math.prod(shape) != len(flat):
@@ -69,7 +76,10 @@ class DeviceMesh:
             dims = list(shape)
         if not flat:
             raise ValueError("DeviceMesh: no devices given")
-        devs = [_resolve(d, device_type) for d in flat]
+        if process_ranks is not None and flat and flat[0] is None:
+            devs = [_local_device(device_type)] * len(flat)
+        else:
+            devs = [_resolve(d, device_type) for d in flat]
         types = sorted({d.type for d in devs})
         if len(types) != 1:
             raise ValueError(f"DeviceMesh: devices of mixed types {types} ({[str(d) for d in devs]}); "
@@ -77,12 +87,12 @@ class DeviceMesh:
         if device_type is not None and types[0] != device_type:
             raise ValueError(f"DeviceMesh: device_type {device_type!r} but devices are {types[0]}")
         seen = set()
-        for d in devs:
+        for d in (devs if process_ranks is None else ()):
             if d in seen:
                 raise ValueError(f"DeviceMesh: device {d} appears more than once in {[str(x) for x in devs]}; "
                                  f"every mesh position needs its own device")
             seen.add(d)
-        if len(devs) > 1 and any(d.index is None for d in devs):
+        if process_ranks is None and len(devs) > 1 and any(d.index is None for d in devs):
             raise ValueError(f"DeviceMesh: {[str(d) for d in devs]} mixes plain 'cpu' with indexed devices; "
                              f"set VT_CPU_DEVICES=N and use cpu:0..cpu:N-1")
         _check_exists(devs)
@@ -106,8 +116,10 @@ class DeviceMesh:
             if len(ranks) != len(devs):
                 raise ValueError(f"DeviceMesh: process_ranks has {len(ranks)} entries for {len(devs)} devices")
             self.process_ranks = tuple(int(r) for r in ranks)
+            _check_ranks(self)
         else:
             self.process_ranks = None
+        self._groups = None
 
     # ---- shape and coordinates
     @property
@@ -167,6 +179,34 @@ class DeviceMesh:
     def is_multi_process(self) -> bool:
         return self.process_ranks is not None and len(set(self.process_ranks)) > 1
 
+    def local_indices(self) -> list:
+        """Flat mesh positions whose shard this process holds (every position in one process)."""
+        if not self.is_multi_process:
+            return list(range(len(self.devices)))
+        me = self._my_rank()
+        return [k for k, r in enumerate(self.process_ranks) if r == me]
+
+    def axis_group(self, m: int):
+        """The process group of the ranks along mesh axis ``m`` through this rank (made once per mesh:
+        every rank creates every axis group in the same order, as new_group requires)."""
+        if self._groups is None:
+            from .. import collectives
+            groups = []
+            for ax in range(self.ndim):
+                mine = None
+                for k in range(self.size()):
+                    c = self.coords(k)
+                    if c[ax] != 0:
+                        continue
+                    ranks = [self.process_ranks[self.flat_index(c[:ax] + (i,) + c[ax + 1:])]
+                             for i in range(self.shape[ax])]
+                    g = collectives.new_group(ranks)
+                    if self._my_rank() in ranks:
+                        mine = g
+                groups.append(mine)
+            self._groups = groups
+        return self._groups[m]
+
     def addressable_devices(self) -> tuple:
         if self.process_ranks is None:
             return self.devices
@@ -186,12 +226,63 @@ class DeviceMesh:
         return f"DeviceMesh('{self.device_type}', {_nest(ids, self.shape)}, mesh_dim_names={self.mesh_dim_names})"
 
 
+def _mp_world() -> int:
+    """World size of an initialised multi-process default group (one rank per process), else 0."""
+    try:
+        from .. import collectives
+        if not collectives.is_initialized():
+            return 0
+        g = collectives.default_group()
+        return g.size() if len(g.local_ranks) == 1 else 0
+    except Exception:  # noqa: BLE001 - collectives absent
+        return 0
+
+
+def _local_device(device_type):
+    """This process's device in a multi-process mesh: cpu, or cuda:local_rank (its visible GPU)."""
+    if device_type == "cpu":
+        return Device("cpu")
+    import os
+    lr = int(os.environ.get("LOCAL_RANK", os.environ.get("VT_LOCAL_RANK", "0")))
+    from ..core import backend as _be
+    n = _be.cupy_module().cuda.runtime.getDeviceCount()
+    return Device("cuda", lr % max(n, 1))
+
+
+def _check_ranks(mesh):
+    ranks = mesh.process_ranks
+    if len(set(ranks)) != len(ranks):
+        raise NotImplementedError(
+            f"DeviceMesh: ranks {list(ranks)} repeat: several devices per process in a multi-process mesh are not "
+            f"supported; give each process one mesh position")
+    n = _mp_world()
+    if n == 0:
+        raise NotImplementedError(
+            f"DeviceMesh over ranks {list(ranks)} spans several processes: multi-process meshes need "
+            f"vibetensor.collectives (call vt.collectives.init_process_group('mpi') first)")
+    bad = [r for r in ranks if not 0 <= r < n]
+    if bad:
+        raise ValueError(f"DeviceMesh: ranks {bad} are outside the default process group (world size {n}); "
+                         f"use ranks 0..{n - 1}")
+    if len(ranks) != n:
+        raise NotImplementedError(
+            f"DeviceMesh over ranks {list(ranks)}: a multi-process mesh must cover every rank of the default group "
+            f"(world size {n}); meshes over a subset of ranks are not supported")
+
+
 def init_device_mesh(device_type: str, mesh_shape, *, mesh_dim_names=None, devices=None) -> DeviceMesh:
     """A mesh of ``mesh_shape`` over the local devices of ``device_type`` ("cuda" or "cpu"), laid out by the
-    placement policy: inner axes on cliques / NVLink groups, each axis's rings ordered along NVLink."""
+    placement policy: inner axes on cliques / NVLink groups, each axis's rings ordered along NVLink.
+    Under an initialised multi-process group (world size > 1) the mesh is over the ranks instead (rank r at
+    flat position r), one device per process."""
     if isinstance(mesh_shape, int):
         mesh_shape = (mesh_shape,)
     mesh_shape = tuple(int(s) for s in mesh_shape)
+    if devices is None and _mp_world() > 1:
+        if math.prod(mesh_shape) != _mp_world():
+            raise ValueError(f"init_device_mesh: mesh shape {mesh_shape} has {math.prod(mesh_shape)} positions but "
+                             f"the process group has {_mp_world()} ranks")
+        return DeviceMesh(device_type, list(range(_mp_world())), shape=mesh_shape, mesh_dim_names=mesh_dim_names)
     if any(s <= 0 for s in mesh_shape):
         raise ValueError(f"init_device_mesh: mesh_shape {mesh_shape} must have positive sizes")
     if device_type not in ("cpu", "cuda"):
