@@ -28,6 +28,7 @@ def _meshes(n):
     out = [init_device_mesh("cpu", (n,))]
     if n == 4:
         out.append(DeviceMesh("cpu", [[0, 1], [2, 3]], mesh_dim_names=("dp", "tp")))
+        out.append(DeviceMesh("cpu", [[3, 1], [0, 2]]))  # ranks not in mesh order
     return out
 
 
@@ -63,6 +64,18 @@ def test_mesh_over_ranks(world):
             DeviceMesh("cpu", [0, 1])
     with pytest.raises(NotImplementedError, match="several devices per process"):
         DeviceMesh(["cpu"] * n, process_ranks=[0] * n)
+    other = DeviceMesh("cpu", list(reversed(range(n))))
+    a = distribute_tensor(vt.ones(n, 3), mesh, [Shard(0)])
+    b = distribute_tensor(vt.ones(n, 3), other, [Shard(0)])
+    with pytest.raises(ValueError, match="different meshes"):
+        a + b
+    with pytest.raises(NotImplementedError, match="another mesh"):
+        a.redistribute(other, [Replicate()])
+    # rank r at position n-1-r holds the last rows of the reversed mesh
+    t = vt.tensor(np.arange(n * 3.0).reshape(n, 3))
+    np.testing.assert_allclose(distribute_tensor(t, other, [Shard(0)]).to_local().numpy(),
+                               t.numpy()[n - 1 - world.rank()][None])
+    np.testing.assert_allclose(distribute_tensor(t, other, [Shard(0)]).full_tensor().numpy(), t.numpy())
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (3, 2)])

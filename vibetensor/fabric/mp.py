@@ -73,7 +73,10 @@ def join(local: Tensor, gshape, mesh, placements) -> Tensor:
             _record(int(out._data.nbytes), "all_gather")
             C.all_gather_into_tensor(out, moved, group=g)
             with _be.device_guard(cur._device):
-                parts = [xp.moveaxis(out._data[i][:sizes[i]], 0, d) for i in range(n)]
+                # new_group orders members by world rank; mesh position i is rank ranks[i]
+                gi = [g.world_ranks.index(mesh.process_ranks[mesh.flat_index(c[:m] + (i,) + c[m + 1:])])
+                      for i in range(n)]
+                parts = [xp.moveaxis(out._data[gi[i]][:sizes[i]], 0, d) for i in range(n)]
                 cur = Tensor._make(xp.ascontiguousarray(xp.concatenate(parts, axis=d)), cur._device)
         pl[m] = Replicate()
     return cur
