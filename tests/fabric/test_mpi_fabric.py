@@ -167,3 +167,24 @@ def test_tensor_parallel_mlp(world):
             np.testing.assert_allclose(p.grad.full_tensor().numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(p.grad.to_local().numpy(),
                                        _local_ref(t.grad.numpy(), mesh, tuple(lead + want)), rtol=1e-9, atol=1e-12)
+
+
+def test_random_and_inplace_agree_across_ranks(world):
+    mesh = init_device_mesh("cpu", (world.size(),))
+    d = distribute_tensor(vt.zeros(5, 3), mesh, [Shard(0)])
+    vt.manual_seed(world.rank())  # different generators: the values still come from position 0
+    with vt.no_grad():
+        d.normal_()
+    r = vt.rand_like(d)
+    assert r.placements == (Shard(0),)
+    for t in (d, r):
+        full = t.full_tensor().numpy()
+        got = [None] * world.size()
+        dist.all_gather_object(got, full)
+        for g in got:
+            np.testing.assert_array_equal(g, full)
+        np.testing.assert_array_equal(t.to_local().numpy(), _local_ref(full, mesh, (Shard(0),)))
+    with vt.no_grad():
+        d.add_(1.0)
+        d.fill_(2.0)
+    np.testing.assert_array_equal(d.full_tensor().numpy(), np.full((5, 3), 2.0))

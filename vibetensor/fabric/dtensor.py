@@ -1,4 +1,6 @@
-"""DTensor: a tensor laid out over a DeviceMesh (one local shard per mesh device in this process).
+"""DTensor: a tensor laid out over a DeviceMesh (one local shard per mesh device in this process; on a
+multi-process mesh -- one position per rank of the initialised process group -- only this rank's shard,
+the others' data moving through ``vibetensor.collectives``, see ``mp``).
 
 Autograd treats a DTensor as its global value: ops record once on the DTensor, the Sharded key runs
 them shard by shard (``handler``), and backward formulas -- vt ops too -- come back through the same

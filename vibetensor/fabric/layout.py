@@ -1,4 +1,5 @@
-"""Layout math and data movement for sharded tensors (single process: every mesh device is local).
+"""Layout math and data movement for sharded tensors (in one process every mesh device is local; a
+multi-process mesh holds only this rank's shard and moves data through ``mp``).
 
 A DTensor's local shards sit in mesh order (row-major). ``split`` lays a global tensor out over a
 mesh (mesh axis 0 chunks first, as torch does for nested shards); ``join`` inverts it by collapsing

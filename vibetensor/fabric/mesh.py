@@ -50,8 +50,10 @@ class DeviceMesh:
     """``DeviceMesh(devices, axis_names)``: devices as nested lists (or a flat list with ``shape=``).
 
     Also accepts PyTorch's form ``DeviceMesh("cuda", [[0, 1], [2, 3]], mesh_dim_names=("dp", "tp"))``.
-    In one process every device is addressable; ``process_ranks`` (same shape) marks devices owned
-    by other processes, which need ``vibetensor.collectives``."""
+    In one process every device is addressable. Under an initialised multi-process group (one rank per
+    process, world size > 1) ``DeviceMesh("cpu"|"cuda", rank array)`` is a mesh over ranks, as in PyTorch:
+    each process owns one position, its device ``cpu`` or ``cuda:LOCAL_RANK``; ``process_ranks`` (same
+    shape as ``devices``) says the same explicitly. Such a mesh must cover every rank once."""
 
     def __init__(self, devices, axis_names=None, *, shape=None, mesh_dim_names=None, process_ranks=None):
         device_type = None
