@@ -15,25 +15,9 @@ R = np.random.randn
 ALL_DTYPES = ALL
 
 
-def _skip_cuda_bf16(device, dt):
-    if device == "cuda" and dt is vt.bfloat16:
-        from vibetensor.core import backend
-        try:
-            backend.check_cuda_dtype(dt)
-        except TypeError:
-            pytest.skip("installed CuPy has no bfloat16")
+from tests.core._index_util import _rand_of, _skip_cuda_bf16  # noqa: E402
 
 
-def _rand_of(shape, dt):
-    a = np.random.randn(*shape) * 5
-    if dt is vt.bool:
-        return a > 0
-    if dt is vt.uint8:
-        return np.abs(a).astype(np.uint8)
-    return a.astype(dt.np)
-
-
-# ------------------------------------------------------------------------------------------- getitem
 BASIC = [
     ("int", lambda: (1,)), ("neg_int", lambda: (-1, 2)), ("slice", lambda: (slice(1, 3),)),
     ("step", lambda: (slice(None), slice(0, None, 2))), ("none", lambda: (None, 0, slice(None, None, 3))),

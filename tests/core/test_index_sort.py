@@ -15,51 +15,8 @@ R = np.random.randn
 ALL_DTYPES = ALL
 
 
-def _skip_cuda_bf16(device, dt):
-    if device == "cuda" and dt is vt.bfloat16:
-        from vibetensor.core import backend
-        try:
-            backend.check_cuda_dtype(dt)
-        except TypeError:
-            pytest.skip("installed CuPy has no bfloat16")
+from tests.core._index_util import _rand_of, _skip_cuda_bf16  # noqa: E402
 
-
-def _rand_of(shape, dt):
-    a = np.random.randn(*shape) * 5
-    if dt is vt.bool:
-        return a > 0
-    if dt is vt.uint8:
-        return np.abs(a).astype(np.uint8)
-    return a.astype(dt.np)
-
-
-# ------------------------------------------------------------------------------------------- getitem
-BASIC = [
-    ("int", lambda: (1,)), ("neg_int", lambda: (-1, 2)), ("slice", lambda: (slice(1, 3),)),
-    ("step", lambda: (slice(None), slice(0, None, 2))), ("none", lambda: (None, 0, slice(None, None, 3))),
-    ("ellipsis", lambda: (Ellipsis, 1)), ("ell_none", lambda: (0, Ellipsis, None)),
-    ("full_int", lambda: (2, 3, 1)), ("oob_slice", lambda: (slice(-10, 10), slice(5, 10))),
-]
-ADVANCED = [
-    ("list", lambda: ([0, 2, 2],)), ("tensor", lambda: (vt.tensor([[1, 0], [3, 3]]),)),
-    ("neg_tensor", lambda: (slice(None), vt.tensor([-1, 0, -1]))),
-    ("two_arrays", lambda: (vt.tensor([0, 3, 3]), slice(1, 4), vt.tensor([1, 1, 0]))),
-    ("separated", lambda: (vt.tensor([0, 1]), slice(None), vt.tensor([1, 0]))),
-    ("mask", lambda: (np.random.randn(4, 5) > 0,)), ("mask_tensor", lambda: (vt.tensor(np.random.randn(4) > 0),)),
-    ("mask_last", lambda: (Ellipsis, vt.tensor([True, False, True]))),
-    ("mask_and_int", lambda: (vt.tensor([True, False, True, True]), 1)),
-    ("none_adv", lambda: (None, [1, 2], Ellipsis)), ("empty_list", lambda: ([],)),
-    ("scalar_bool", lambda: (True,)), ("uint8_mask", lambda: (vt.tensor([1, 0, 1, 1], dtype=vt.uint8),)),
-]
-
-
-def _np_index(idx):
-    return tuple(i.numpy() if isinstance(i, vt.Tensor) else i for i in idx)
-
-
-def _np_index_torch_style(idx):
-    return tuple(i.numpy().astype(bool) if isinstance(i, vt.Tensor) and i.dtype is vt.uint8 else
-                 (i.numpy() if isinstance(i, vt.Tensor) else i) for i in idx)
 
 # ------------------------------------------------------------------------------------------- sort / topk
 @pytest.mark.parametrize("dim,desc", [(-1, False), (0, True), (1, True)])
