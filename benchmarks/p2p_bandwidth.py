@@ -71,6 +71,17 @@ def main():
                 tv = _best(lambda: layout.move(x, vt.device(devs[j])), args.reps, sync)
                 tt = _best(lambda: tx.to(devs[j]), args.reps, sync)
                 print(f"{i}->{j}      {gb / tv:7.1f}  {gb / tt:10.1f}  {tt / tv:5.2f}")
+    if gpu:  # local device-to-device copy on each GPU: the ceiling every peer figure is read against
+        print("local     vt GB/s  torch GB/s  ratio   (clone on one device: read + write)")
+        for i in range(n):
+            x = vt.ones(n_el, device=devs[i])
+            tx = torch.ones(n_el, device=devs[i])
+            tv = _best(lambda: x.clone(), args.reps, sync)
+            tt = _best(lambda: tx.clone(), args.reps, sync)
+            print(f"{i}         {2 * gb / tv:7.1f}  {2 * gb / tt:10.1f}  {tt / tv:5.2f}")
+    if n < 2:
+        print("all-gather: needs 2 or more devices (one GPU here; run without GPUs for virtual CPU devices)")
+        return
     mesh = init_device_mesh(kind, (n,))
     x = vt.ones(n_el, device=mesh.devices[0])
     d = distribute_tensor(x, mesh, [Shard(0)])

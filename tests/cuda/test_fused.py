@@ -49,16 +49,17 @@ def _compare(fn, arrays, dtype, rtol, atol, op):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
-TOL = {vt.float32: (2e-4, 2e-5), vt.float16: (2e-2, 2e-2)}
+TOL = {vt.float32: (2e-4, 2e-5), vt.float16: (2e-2, 2e-2), vt.bfloat16: (6e-2, 6e-2)}
+DTYPES = [vt.float32, vt.float16, vt.bfloat16]
 
 
-@pytest.mark.parametrize("dtype", [vt.float32, vt.float16])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(3, 7), (2, 5, 1000), (4, 2049)])
 def test_softmax(dtype, shape):
     _compare(lambda x: F.softmax(x, dim=-1), [np.random.randn(*shape)], dtype, *TOL[dtype], "softmax")
 
 
-@pytest.mark.parametrize("dtype", [vt.float32, vt.float16])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [8, 127, 768, 3000])
 def test_layer_norm(dtype, n):
     x = np.random.randn(6, n) * 3 + 1
@@ -66,7 +67,7 @@ def test_layer_norm(dtype, n):
 
     def fn(x, w, b):
         return F.layer_norm(x, (n,), w.float() if dtype is vt.float16 else w, b.float() if dtype is vt.float16 else b)
-    if dtype is vt.float16:
+    if dtype is not vt.float32:
         _compare(lambda x: F.layer_norm(x, (n,)), [x], dtype, *TOL[dtype], "layer_norm")
     else:
         _compare(fn, [x, w, b], dtype, *TOL[dtype], "layer_norm")
@@ -99,10 +100,34 @@ def test_attention(dtype, tol, causal):
              "sdpa")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("approx", ["none", "tanh"])
-def test_gelu(approx):
-    _compare(lambda x: F.gelu(x, approximate=approx), [np.random.randn(4, 1001) * 3], vt.float32, 2e-5, 2e-6,
-             "gelu")
+def test_gelu(approx, dtype):
+    rtol, atol = (2e-5, 2e-6) if dtype is vt.float32 else TOL[dtype]
+    _compare(lambda x: F.gelu(x, approximate=approx), [np.random.randn(4, 1001) * 3], dtype, rtol, atol, "gelu")
+    # a non-contiguous input takes the same kernel (made contiguous first)
+    _compare(lambda x: F.gelu(x.transpose(0, 1), approximate=approx), [np.random.randn(6, 33)], dtype, rtol, atol,
+             "gelu_backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 33), (2, 5, 64), (1, 3)])
+def test_linear_bias(dtype, shape):
+    """GEMM + in-place bias kernel forward; column-sum bias gradient backward."""
+    n_out = 19
+    x, w, b = np.random.randn(*shape), np.random.randn(n_out, shape[-1]) * 0.3, np.random.randn(n_out)
+    rtol, atol = (2e-4, 2e-4) if dtype is vt.float32 else TOL[dtype]
+    _compare(lambda x, w, b: F.linear(x, w, b), [x, w, b], dtype, rtol, atol, "linear")
+    _compare(lambda x, w, b: F.linear(x, w, b), [x, w, b], dtype, rtol, atol, "linear_backward")
+
+
+def test_col_sum_large_rows():
+    """Bias grads over many rows (the partial sums split rows over 128 groups) against numpy float64."""
+    from vibetensor.cuda import kernels as K
+    import cupy as cp
+    a = np.random.randn(10007, 37).astype(np.float32)
+    np.testing.assert_allclose(cp.asnumpy(K.col_sum(cp.asarray(a))), a.astype(np.float64).sum(0), rtol=1e-4,
+                               atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype,tol", [(vt.float32, 1e-4), (vt.float16, 2e-2), (vt.bfloat16, 5e-2),

@@ -150,8 +150,8 @@ def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None
         from .blas import matmul
         FUSED_CALLS["sdpa"] += 1
         s = matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32)
-        p = K.softmax_fwd(s, _sc(q, scale), bool(is_causal), 0)
-        return matmul(p.astype(q.dtype, copy=False), v)
+        p = K.softmax_fwd(s, _sc(q, scale), bool(is_causal), 0, out_dtype=q.dtype)
+        return matmul(p, v)
     return _generic("_scaled_dot_product_attention")(q, k, v, attn_mask, dropout_mask, is_causal, scale, enable_gqa)
 
 
@@ -163,12 +163,14 @@ def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False
         sc = _sc(q, scale)
         dt = q.dtype
         g = g.astype(dt, copy=False)
-        p = K.softmax_fwd(matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32), sc, bool(is_causal), 0)
-        gv = matmul(p.astype(dt, copy=False).swapaxes(-1, -2), g) if need_v else None
+        # probabilities recomputed in q's dtype (the forward's P), dP in float32, dS back in q's dtype
+        p = K.softmax_fwd(matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32), sc, bool(is_causal), 0,
+                          out_dtype=dt)
+        gv = matmul(p.swapaxes(-1, -2), g) if need_v else None
         gq = gk = None
         if need_q or need_k:
             dp = matmul(g, v.swapaxes(-1, -2), out_dtype=np.float32)
-            ds = K.softmax_bwd(p, dp, sc).astype(dt, copy=False)
+            ds = K.softmax_bwd(p, dp, sc)
             gq = matmul(ds, k) if need_q else None
             gk = matmul(ds.swapaxes(-1, -2), q) if need_k else None
         return gq, gk, gv, None
@@ -188,6 +190,27 @@ def gelu_backward(g, a, approximate="none"):
         FUSED_CALLS["gelu_backward"] += 1
         return K.gelu_bwd(a, g, approximate)
     return _generic("gelu_backward")(g, a, approximate)
+
+
+def linear(input, weight, bias=None):
+    """GEMM, then the bias added in place by one kernel in the output's dtype."""
+    if (bias is not None and weight.ndim == 2 and bias.shape == (weight.shape[0],) and _ok(input, weight, bias)
+            and input.dtype == weight.dtype == bias.dtype and input.ndim >= 1):
+        out = _generic("linear")(input, weight, None)
+        if out.flags.c_contiguous:
+            FUSED_CALLS["linear"] += 1
+            return K.bias_add_(out, bias)
+        return out + bias
+    return _generic("linear")(input, weight, bias)
+
+
+def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None):
+    """Weight and input grads by cuBLAS; the bias grad by a column-sum kernel (float32 accumulation)."""
+    if need_b and w.ndim == 2 and bias_shape == (w.shape[0],) and _ok(g) and g.size:
+        FUSED_CALLS["linear_backward"] += 1
+        gx, gw, _ = _generic("linear_backward")(g, x, w, need_x, need_w, False, bias_shape)
+        return gx, gw, K.col_sum(g.reshape(-1, w.shape[0])).astype(x.dtype, copy=False)
+    return _generic("linear_backward")(g, x, w, need_x, need_w, need_b, bias_shape)
 
 
 def add(a, b, *, alpha=1):
@@ -212,6 +235,7 @@ _TABLE = {
     "cross_entropy": cross_entropy, "cross_entropy_backward": cross_entropy_backward,
     "_scaled_dot_product_attention": sdpa, "scaled_dot_product_attention_backward": sdpa_backward,
     "gelu": gelu, "gelu_backward": gelu_backward,
+    "linear": linear, "linear_backward": linear_backward,
 }
 
 

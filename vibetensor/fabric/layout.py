@@ -155,10 +155,36 @@ def _reduce(op: ReduceOp, parts: list, dev) -> Tensor:
 
 
 def _concat(parts: list, d: int, dev) -> Tensor:
+    """Concatenate shards onto ``dev`` with one copy per remote shard: straight into the output on
+    virtual CPU devices (host memory all round) and, along dim 0, by peer copies into the output's
+    slices on CUDA; other cases move each shard first, then concatenate."""
+    p0 = parts[0]._data
+    same = all(p._data.dtype == p0.dtype for p in parts)
+    if same and dev.type == "cpu" and all(p._device.type == "cpu" for p in parts):
+        for p in parts:
+            if p._device != dev:
+                record_copy(int(p._data.nbytes), p._device, dev, "gather")
+        return Tensor._make(_be.np.concatenate([p._data for p in parts], axis=d), dev)
+    if same and dev.type == "cuda" and d == 0 and all(p._device.type == "cuda" and p._data.flags.c_contiguous
+                                                      for p in parts):
+        cp = _be.cupy_module()
+        with _be.device_guard(dev):
+            out = cp.empty((sum(p._data.shape[0] for p in parts),) + tuple(p0.shape[1:]), dtype=p0.dtype)
+            stream = cp.cuda.get_current_stream()
+            off = 0
+            for p in parts:
+                n = int(p._data.nbytes)
+                if p._device != dev:
+                    _ensure_peer_access()
+                    multidev.sync(p._device)
+                    record_copy(n, p._device, dev, "gather")
+                if n:  # UVA: one async copy from any device into this slice, ordered on dev's stream
+                    (out.data + off).copy_from_device_async(p._data.data, n, stream)
+                off += n
+        return Tensor._make(out, dev)
     parts = [move(p, dev, "gather") for p in parts]
-    xp = _be.xp_of(parts[0]._data)
     with _be.device_guard(dev):
-        arr = xp.concatenate([p._data for p in parts], axis=d)
+        arr = _be.xp_of(parts[0]._data).concatenate([p._data for p in parts], axis=d)
     return Tensor._make(arr, dev)
 
 

@@ -11,12 +11,16 @@ import os
 
 from ...core import backend as _be
 
-_SRC = open(os.path.join(os.path.dirname(__file__), "src_rows.cu")).read()
-_TYPES = {"float32": "float", "float16": "__half"}  # float64 keeps the exact reference path
+_DIR = os.path.dirname(__file__)
+_SRC = "".join(open(os.path.join(_DIR, f)).read() for f in ("src_rows.cu", "src_pointwise.cu"))
+_TYPES = {"float32": "float", "float16": "__half", "bfloat16": "__nv_bfloat16"}  # float64: exact reference path
 _NAMES = []
 for _t in _TYPES.values():
     _NAMES += [f"ln_fwd<{_t}>", f"ln_bwd_dx<{_t}>", f"ln_bwd_dwb<{_t}>", f"rms_fwd<{_t}>", f"rms_bwd_dx<{_t}>",
-               f"softmax_fwd<{_t}>", f"softmax_bwd<{_t}>", f"xent_fwd<{_t}>", f"xent_bwd<{_t}>"]
+               f"softmax_fwd<{_t}, {_t}>", f"softmax_bwd<{_t}, {_t}, {_t}>", f"xent_fwd<{_t}>", f"xent_bwd<{_t}>",
+               f"gelu_fwd<{_t}>", f"gelu_bwd<{_t}>", f"bias_add<{_t}>", f"col_sum<{_t}>"]
+for _t in ("__half", "__nv_bfloat16"):  # attention: float32 scores -> half probabilities, float32 dP
+    _NAMES += [f"softmax_fwd<float, {_t}>", f"softmax_bwd<{_t}, float, {_t}>"]
 _modules: dict = {}
 
 
@@ -31,11 +35,12 @@ def _mod():
     return m
 
 
-def _fn(name, dtype):
-    t = _TYPES.get(str(dtype))
-    if t is None:
-        raise TypeError(f"fused CUDA kernel {name}: dtype {dtype} not supported (float16/float32)")
-    return _mod().get_function(f"{name}<{t}>")
+def _fn(name, *dtypes):
+    ts = [_TYPES.get(str(d)) for d in dtypes]
+    if None in ts:
+        raise TypeError(f"fused CUDA kernel {name}: dtypes {[str(d) for d in dtypes]} not supported "
+                        f"(float16/bfloat16/float32)")
+    return _mod().get_function(f"{name}<{', '.join(ts)}>")
 
 
 def supported(*arrays) -> bool:
@@ -127,31 +132,36 @@ def rms_norm_bwd(dy, x, w, eps, need_w=True):
 
 
 # ---------------------------------------------------------------- softmax
-def softmax_fwd(x, scale=1.0, causal=False, offset=0):
+def softmax_fwd(x, scale=1.0, causal=False, offset=0, out_dtype=None):
     """Softmax over the last dim of contiguous x; ``causal``: x is (..., Tq, Tk) and key j > query i
-    + offset is masked (offset = Tk - Tq for a query block at the end)."""
+    + offset is masked (offset = Tk - Tq for a query block at the end). ``out_dtype`` (half/bfloat16
+    from float32 scores) writes the probabilities in that dtype, saving a cast pass."""
     cp = _be.cupy_module()
     x = cp.ascontiguousarray(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
     Tq = x.shape[-2] if x.ndim >= 2 else 1
-    y = cp.empty_like(x)
+    y = cp.empty(x.shape, dtype=x.dtype if out_dtype is None else out_dtype)
     if M:
-        _fn("softmax_fwd", x.dtype)((M,), (_threads(min(N, 1024)),),
-                                    (x, y, cp.int64(N), cp.float32(scale), cp.int32(bool(causal)),
-                                     cp.int64(Tq), cp.int64(offset)))
+        _fn("softmax_fwd", x.dtype, y.dtype)((M,), (_threads(min(N, 1024)),),
+                                             (x, y, cp.int64(N), cp.float32(scale), cp.int32(bool(causal)),
+                                              cp.int64(Tq), cp.int64(offset)))
     return y
 
 
 def softmax_bwd(y, dy, scale=1.0):
+    """dx in y's dtype; dy is float32 or y's dtype (other dtypes are cast to y's)."""
     cp = _be.cupy_module()
     y = cp.ascontiguousarray(y)
-    dy = cp.ascontiguousarray(dy.astype(y.dtype, copy=False))
+    if dy.dtype != y.dtype and str(dy.dtype) != "float32":
+        dy = dy.astype(y.dtype)
+    dy = cp.ascontiguousarray(dy)
     N = y.shape[-1]
     M = y.size // max(N, 1)
     dx = cp.empty_like(y)
     if M:
-        _fn("softmax_bwd", y.dtype)((M,), (_threads(min(N, 1024)),), (y, dy, dx, cp.int64(N), cp.float32(scale)))
+        _fn("softmax_bwd", y.dtype, dy.dtype, y.dtype)((M,), (_threads(min(N, 1024)),),
+                                                       (y, dy, dx, cp.int64(N), cp.float32(scale)))
     return dx
 
 
@@ -185,39 +195,51 @@ def xent_bwd(x, target, lse, g, ignore_index=-100, label_smoothing=0.0):
     return dx
 
 
-# ---------------------------------------------------------------- GELU (one kernel each way)
-_gelu = {}
-
-
-def _gelu_kernels():
-    cp = _be.cupy_module()
-    if not _gelu:
-        _gelu["erf_f"] = cp.ElementwiseKernel(
-            "T x", "T y", "float v = (float)x; y = (T)(0.5f * v * (1.f + erff(v * 0.70710678118654752f)))",
-            "vt_gelu_erf_fwd")
-        _gelu["erf_b"] = cp.ElementwiseKernel(
-            "T x, T g", "T dx",
-            "float v = (float)x; float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));"
-            "float pdf = 0.3989422804014327f * __expf(-0.5f * v * v); dx = (T)((float)g * (cdf + v * pdf))",
-            "vt_gelu_erf_bwd")
-        _gelu["tanh_f"] = cp.ElementwiseKernel(
-            "T x", "T y",
-            "float v = (float)x; float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);"
-            "y = (T)(0.5f * v * (1.f + tanhf(u)))", "vt_gelu_tanh_fwd")
-        _gelu["tanh_b"] = cp.ElementwiseKernel(
-            "T x, T g", "T dx",
-            "float v = (float)x; float u = 0.7978845608028654f * (v + 0.044715f * v * v * v); float t = tanhf(u);"
-            "float du = 0.7978845608028654f * (1.f + 3.f * 0.044715f * v * v);"
-            "dx = (T)((float)g * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du))", "vt_gelu_tanh_bwd")
-    return _gelu
+# ---------------------------------------------------------------- pointwise, in the array's dtype
+def _grid(n):
+    return (int(min(max((n + 255) // 256, 1), 4 * 65535)),), (256,)
 
 
 def gelu_fwd(x, approximate="none"):
-    return _gelu_kernels()["tanh_f" if approximate == "tanh" else "erf_f"](x)
+    cp = _be.cupy_module()
+    x = cp.ascontiguousarray(x)
+    y = cp.empty_like(x)
+    if x.size:
+        _fn("gelu_fwd", x.dtype)(*_grid(x.size), (x, y, cp.int64(x.size), cp.int32(approximate == "tanh")))
+    return y
 
 
 def gelu_bwd(x, g, approximate="none"):
-    return _gelu_kernels()["tanh_b" if approximate == "tanh" else "erf_b"](x, g.astype(x.dtype, copy=False))
+    cp = _be.cupy_module()
+    x = cp.ascontiguousarray(x)
+    g = cp.ascontiguousarray(cp.broadcast_to(g.astype(x.dtype, copy=False), x.shape))
+    dx = cp.empty_like(x)
+    if x.size:
+        _fn("gelu_bwd", x.dtype)(*_grid(x.size), (x, g, dx, cp.int64(x.size), cp.int32(approximate == "tanh")))
+    return dx
+
+
+def bias_add_(y, b):
+    """y += b over y's last dim, in place; y contiguous, b (N,) of y's dtype."""
+    cp = _be.cupy_module()
+    b = cp.ascontiguousarray(b.astype(y.dtype, copy=False))
+    if y.size:
+        _fn("bias_add", y.dtype)(*_grid(y.size), (y, b, cp.int64(y.size), cp.int64(y.shape[-1])))
+    return y
+
+
+def col_sum(x):
+    """Column sums of an (M, N) array in float32 (bias gradients): coalesced partials, then one sum."""
+    cp = _be.cupy_module()
+    x = cp.ascontiguousarray(x)
+    M, N = x.shape
+    G = int(min(128, max(1, M // 64)))
+    part = cp.empty((G, N), dtype=cp.float32)
+    if M and N:
+        _fn("col_sum", x.dtype)(((N + 255) // 256, G), (256,), (x, part, cp.int64(M), cp.int64(N)))
+    else:
+        part.fill(0)
+    return part.sum(0)
 
 
 # ---------------------------------------------------------------- AdamW, all tensors in one launch

@@ -2,12 +2,19 @@
 // layer_norm fwd/bwd, rms_norm fwd/bwd, softmax (optionally scaled + causal) fwd/bwd,
 // cross-entropy fwd/bwd with ignore_index and label smoothing.
 #include <cuda_fp16.h>
+#include <cuda_bf16.h>
 #define VT_NEG_INF (-__int_as_float(0x7f800000))  // NVRTC has no INFINITY macro
 
 template <typename T> __device__ __forceinline__ float ld(const T* p, long long i) { return (float)p[i]; }
 template <> __device__ __forceinline__ float ld<__half>(const __half* p, long long i) { return __half2float(p[i]); }
 template <typename T> __device__ __forceinline__ void st(T* p, long long i, float v) { p[i] = (T)v; }
 template <> __device__ __forceinline__ void st<__half>(__half* p, long long i, float v) { p[i] = __float2half(v); }
+template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16* p, long long i) {
+  return __bfloat162float(p[i]);
+}
+template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16* p, long long i, float v) {
+  p[i] = __float2bfloat16(v);
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
@@ -156,10 +163,11 @@ __global__ void rms_bwd_dx(const T* dy, const T* x, const float* w, float* rstd,
 
 // ---------------------------------------------------------------- softmax (+ scale, causal)
 // Row r of a [rows, N] matrix; with causal, row r is query (r % T) of a T x N block: keys > query masked.
-template <typename T>
-__global__ void softmax_fwd(const T* x, T* y, long long N, float scale, int causal, long long T_q, long long offs) {
+// TI/TO: input and output types differ for attention (float32 scores in, half/bfloat16 probabilities out).
+template <typename TI, typename TO>
+__global__ void softmax_fwd(const TI* x, TO* y, long long N, float scale, int causal, long long T_q, long long offs) {
   long long r = blockIdx.x;
-  const T* xr = x + r * N; T* yr = y + r * N;
+  const TI* xr = x + r * N; TO* yr = y + r * N;
   long long lim = causal ? ((r % T_q) + offs + 1) : N;
   if (lim > N) lim = N;
   float m = VT_NEG_INF;
@@ -172,11 +180,11 @@ __global__ void softmax_fwd(const T* x, T* y, long long N, float scale, int caus
     st(yr, i, i < lim ? __expf(ld(xr, i) * scale - m) * inv : 0.f);
 }
 
-// dx = scale * y * (dy - sum(dy * y))
-template <typename T>
-__global__ void softmax_bwd(const T* y, const T* dy, T* dx, long long N, float scale) {
+// dx = scale * y * (dy - sum(dy * y)); dy may be wider than y (float32 dP against half probabilities)
+template <typename TY, typename TD, typename TO>
+__global__ void softmax_bwd(const TY* y, const TD* dy, TO* dx, long long N, float scale) {
   long long r = blockIdx.x;
-  const T* yr = y + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
+  const TY* yr = y + r * N; const TD* dyr = dy + r * N; TO* dxr = dx + r * N;
   float s = 0.f;
   for (long long i = threadIdx.x; i < N; i += blockDim.x) s += ld(yr, i) * ld(dyr, i);
   s = block_sum(s);
