@@ -137,11 +137,18 @@ def asarray_on(data, dev, np_dtype=None):
         return cp.asarray(data, dtype=np_dtype)
 
 
+_cuda_dtype_ok: set = set()
+
+
 def check_cuda_dtype(vt_dtype, opname: str = "this op"):
-    """CuPy lacks some dtypes (bfloat16 before CuPy 14): raise a clear error instead of wrong numbers."""
+    """CuPy lacks some dtypes (bfloat16 before CuPy 14): raise a clear error instead of wrong numbers.
+    Probed once per dtype (an allocation per call would cost every cast a CuPy call)."""
+    if vt_dtype in _cuda_dtype_ok:
+        return
     cp = cupy_module()
     try:
         cp.empty((1,), dtype=vt_dtype.np)
+        _cuda_dtype_ok.add(vt_dtype)
     except Exception as e:
         raise TypeError(f"{opname}: dtype {vt_dtype.name} is not supported on CUDA by the installed CuPy "
                         f"{cp.__version__} ({e}); use float16/float32 on CUDA or bfloat16 on CPU") from None

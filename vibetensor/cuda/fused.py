@@ -137,7 +137,7 @@ def cross_entropy_backward(g, x, target, weight=None, ignore_index=-100, reducti
 
 def _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa):
     return (attn_mask is None and dropout_mask is None and not enable_gqa and q.ndim >= 2
-            and q.dtype == k.dtype == v.dtype and str(q.dtype) in ("float32", "float16", "bfloat16")
+            and q.dtype == k.dtype == v.dtype and K.supported(q)
             and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.size and k.size)
 
 

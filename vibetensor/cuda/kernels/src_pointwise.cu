@@ -45,3 +45,12 @@ __global__ void col_sum(const T* x, float* partial, long long M, long long N) {
   for (long long r = g; r < M; r += G) s += ld(x, r * N + c);
   partial[(long long)g * N + c] = s;
 }
+
+// out[c] = sum over g of partial[g, c] (the second pass of the column sums above).
+extern "C" __global__ void partial_sum(const float* partial, float* out, long long G, long long N) {
+  long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (c >= N) return;
+  float s = 0.f;
+  for (long long g = 0; g < G; ++g) s += partial[g * N + c];
+  out[c] = s;
+}
