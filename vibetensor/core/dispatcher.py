@@ -270,7 +270,10 @@ def _unwrap(a, dev, cast):
             d = d.astype(cast.np)
         return d
     if type(a) in (list, tuple):
-        return type(a)(_unwrap(b, dev, cast) for b in a)
+        for b in a:  # shapes and dims (plain ints, nothing to cast) pass through untouched
+            if isinstance(b, T) or (cast is not None and type(b) is int) or type(b) in (list, tuple):
+                return type(a)(_unwrap(b, dev, cast) for b in a)
+        return a
     if type(a) is int and cast is not None and cast._cat == 1 and not -128 <= a <= 127:
         import numpy as np  # wrap out-of-range Python ints as PyTorch does (int8 + 1000)
         return np.array(a).astype(cast.np)[()]
