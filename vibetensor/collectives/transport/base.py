@@ -10,16 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)
 class SendRecv:
     """One local rank's half of a ring step: send ``send`` to ``dst`` and receive ``recv`` from ``src``
-    (either side may be None)."""
+    (either side may be None). ``op`` set: the ring reduces the received data into its destination;
+    a transport with ``reduces_on_recv`` does that itself (``recv = op(recv, data) [* scale]``),
+    any other one just receives into ``recv`` (a temporary) and the ring reduces afterwards."""
     local: int
     send: object
     dst: int
     recv: object
     src: int
-    reduce_from_peer: bool = False  # the ring reduces the data: a transport may lend a view (h.view)
+    op: object = None
+    scale: object = None
 
 
 class Handle:
@@ -68,6 +71,7 @@ class Transport:
     name = "base"
     size: int                 # ranks in the group
     local_ranks: list         # this process's group ranks, in local order
+    reduces_on_recv = False   # post_sendrecv reduces items with ``op`` into ``recv`` itself (see SendRecv)
 
     @property
     def n_local(self) -> int:

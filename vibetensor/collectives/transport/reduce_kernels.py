@@ -38,8 +38,12 @@ def reduce_into(dst, src, op, scale=None):
         else:
             _cu_kernel(op, True)(src, np.float32(scale), dst)
         return
-    f = _NP[op]
-    f(dst, src, out=dst)
+    host_reduce_into(dst, src, op, scale)
+
+
+def host_reduce_into(dst, src, op, scale=None):
+    """numpy arrays only: one ufunc pass with ``out=dst`` (no temporaries)."""
+    _NP[op](dst, src, out=dst)
     if scale is not None:
         np.multiply(dst, dst.dtype.type(scale), out=dst)
 
