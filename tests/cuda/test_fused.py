@@ -91,13 +91,67 @@ def test_cross_entropy(smooth, red):
              2e-4, 2e-5, "cross_entropy")
 
 
-@pytest.mark.parametrize("dtype,tol", [(vt.float32, (2e-4, 2e-5)), (vt.float16, (2e-2, 2e-2)),
-                                       (vt.bfloat16, (6e-2, 6e-2))])
+@pytest.fixture(params=[True, False], ids=["flash", "materialized"])
+def flash(request, monkeypatch):
+    """Run an attention test through the flash kernels and through the materialized-scores path."""
+    import dataclasses
+    from vibetensor import _env
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention=request.param))
+    return request.param
+
+
+ATT_TOL = {vt.float32: (2e-4, 2e-5), vt.float16: (2e-2, 2e-2), vt.bfloat16: (6e-2, 6e-2)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("causal", [True, False])
-def test_attention(dtype, tol, causal):
+def test_attention(dtype, causal, flash):
     q, k, v = (np.random.randn(2, 3, 33, 16) for _ in range(3))
-    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], dtype, *tol,
+    op = "sdpa_flash" if flash else "sdpa"
+    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], dtype,
+             *ATT_TOL[dtype], op)
+    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], dtype,
+             *ATT_TOL[dtype], op + "_backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("shapes", [
+    ((1, 2, 130, 64), (1, 2, 130, 64)),   # several row blocks and key tiles, D = 64
+    ((2, 1, 40, 32), (2, 1, 97, 32)),     # more keys than queries (causal: top-left aligned)
+    ((3, 70, 32), (3, 21, 32)),           # 3-d, more queries than keys
+    ((5, 16), (9, 16)),                   # 2-d
+], ids=["blocks", "tq<tk", "3d", "2d"])
+def test_attention_shapes(dtype, causal, shapes, flash):
+    qs, ks = shapes
+    q, k, v = np.random.randn(*qs), np.random.randn(*ks), np.random.randn(*ks)
+    op = "sdpa_flash" if flash else "sdpa"
+    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], dtype,
+             *ATT_TOL[dtype], op + "_backward")
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.bfloat16])
+def test_attention_strided_heads(dtype, flash):
+    """q, k, v as transposed views of (B, T, H, D) (how attention layers make them): the flash kernels
+    read them through strides, no copies."""
+    B, T, H, D = 2, 67, 4, 32
+    x = np.random.randn(B, T, 3 * H * D)
+
+    def fn(x):
+        q, k, v = x.view(B, T, 3, H, D).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    _compare(fn, [x], dtype, *ATT_TOL[dtype], "sdpa_flash_backward" if flash else "sdpa_backward")
+
+
+def test_flash_falls_back_for_other_head_dims():
+    """Head dims without a compiled kernel (e.g. 48) take the materialized path and stay right."""
+    f = _fused()
+    before = f.FUSED_CALLS["sdpa_flash"]
+    q = np.random.randn(1, 2, 9, 48)
+    _compare(lambda q: F.scaled_dot_product_attention(q, q, q, is_causal=True), [q], vt.float32, 2e-4, 2e-5,
              "sdpa")
+    assert f.FUSED_CALLS["sdpa_flash"] == before
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 
+from .. import _env
 from ..core import dispatcher as _disp
 from ..core.dispatcher import Key
 from . import kernels as K
@@ -145,7 +146,14 @@ def _sc(q, scale):
     return scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
 
 
+def _flash(q, k, v):
+    return _env.flags().flash_attention and K.flash_ok(q, k, v)
+
+
 def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False):
+    if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and _flash(q, k, v):
+        FUSED_CALLS["sdpa_flash"] += 1
+        return K.flash_fwd(q, k, v, _sc(q, scale), bool(is_causal))[0]
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa):
         from .blas import matmul
         FUSED_CALLS["sdpa"] += 1
@@ -157,6 +165,10 @@ def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None
 
 def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False,
                   need_q=True, need_k=True, need_v=True, need_mask=False):
+    if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and not need_mask and _flash(q, k, v):
+        FUSED_CALLS["sdpa_flash_backward"] += 1
+        dq, dk, dv = K.flash_bwd(g, q, k, v, _sc(q, scale), bool(is_causal))
+        return (dq if need_q else None), (dk if need_k else None), (dv if need_v else None), None
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and not need_mask:
         from .blas import matmul
         FUSED_CALLS["sdpa_backward"] += 1

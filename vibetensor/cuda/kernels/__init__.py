@@ -282,6 +282,103 @@ def col_sum(x):
     return _partial_sum(part)
 
 
+# ---------------------------------------------------------------- flash-style attention
+FLASH_DIMS = (16, 32, 64)  # head dims with a compiled kernel (per-thread rows of D floats in registers)
+_FL_ROWS = 64
+_flash_modules: dict = {}
+
+
+def _flash_fn(name, dtype, D):
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    key = (dev, name, dtype, D)
+    f = _functions.get(key)
+    if f is None:
+        m = _flash_modules.get(dev)
+        if m is None:  # its own module: compiled on the first attention call only
+            names = [f"{k}<{t}, {d}>" for k in ("flash_fwd", "flash_bwd_delta", "flash_bwd_dq", "flash_bwd_dkdv")
+                     for t in _CTYPE.values() for d in FLASH_DIMS]
+            src = open(os.path.join(_DIR, "src_rows.cu")).read() + open(os.path.join(_DIR, "src_flash.cu")).read()
+            m = _flash_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
+        f = _functions[key] = m.get_function(f"{name}<{_CTYPE[dtype]}, {D}>")
+    return f
+
+
+def flash_ok(q, k, v) -> bool:
+    """Shapes and dtypes the flash kernels take: (..., T, D) with D in FLASH_DIMS, equal batch dims,
+    one float dtype, k and v of one shape."""
+    return (q.ndim >= 2 and q.shape[-1] in FLASH_DIMS and k.shape == v.shape and k.shape[-1] == q.shape[-1]
+            and q.shape[:-2] == k.shape[:-2] and q.dtype == k.dtype == v.dtype and q.dtype in _CTYPE
+            and q.shape[-2] > 0 and k.shape[-2] > 0 and q.size // (q.shape[-2] * q.shape[-1]) < 65536)
+
+
+def _bht(x):
+    """(array with unit stride along D, heads per batch entry, (batch, head, token) element strides)."""
+    cp = _be.cupy_module()
+    if x.strides[-1] != x.itemsize or x.ndim > 4:
+        x = cp.ascontiguousarray(x)
+    if x.ndim > 4:
+        x = x.reshape((-1,) + x.shape[-3:])
+    isz = x.itemsize
+    st = [s // isz for s in x.strides]
+    if x.ndim == 4:
+        return x, x.shape[1], (st[0], st[1], st[2])
+    if x.ndim == 3:
+        return x, 1, (st[0], 0, st[1])
+    return x, 1, (0, 0, st[0])
+
+
+def _i64(t):
+    cp = _be.cupy_module()
+    return tuple(cp.int64(v) for v in t)
+
+
+def flash_fwd(q, k, v, scale, causal):
+    """-> (o in q's shape and dtype, lse float32 (B*H, Tq))."""
+    cp = _be.cupy_module()
+    Tq, D = q.shape[-2], q.shape[-1]
+    Tk = k.shape[-2]
+    q2, H, qs = _bht(q)
+    k2, _, ks = _bht(k)
+    v2, _, vs = _bht(v)
+    BH = q.size // (Tq * D)
+    o = cp.empty(q.shape, dtype=q.dtype)
+    lse = cp.empty((BH, Tq), dtype=cp.float32)
+    _flash_fn("flash_fwd", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,), (
+        q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs),
+        cp.float32(scale), cp.int32(bool(causal))))
+    return o, lse
+
+
+def flash_bwd(g, q, k, v, scale, causal):
+    """-> (dq, dk, dv) in the inputs' shapes and dtype; recomputes the forward's output and row
+    log-sum-exp (cheaper than keeping them: the backward does ~3.5x the forward's work)."""
+    cp = _be.cupy_module()
+    Tq, D = q.shape[-2], q.shape[-1]
+    Tk = k.shape[-2]
+    g = g.astype(q.dtype, copy=False)
+    o, lse = flash_fwd(q, k, v, scale, causal)
+    q2, H, qs = _bht(q)
+    k2, _, ks = _bht(k)
+    v2, _, vs = _bht(v)
+    g2, _, gs = _bht(g)
+    BH = q.size // (Tq * D)
+    delta = cp.empty((BH, Tq), dtype=cp.float32)
+    rows = BH * Tq
+    _flash_fn("flash_bwd_delta", q.dtype, D)(((rows + 255) // 256,), (256,), (
+        o, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows)))
+    dq = cp.empty(q.shape, dtype=q.dtype)
+    dk = cp.empty(k.shape, dtype=q.dtype)
+    dv = cp.empty(v.shape, dtype=q.dtype)
+    common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs), *_i64(gs),
+              cp.float32(scale), cp.int32(bool(causal)))
+    _flash_fn("flash_bwd_dq", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,),
+                                          (q2, k2, v2, g2, lse, delta, dq) + common)
+    _flash_fn("flash_bwd_dkdv", q.dtype, D)(((Tk + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,),
+                                            (q2, k2, v2, g2, lse, delta, dk, dv) + common)
+    return dq, dk, dv
+
+
 # ---------------------------------------------------------------- AdamW, all tensors in one launch
 class AdamWMulti:
     """Pointer tables for a fixed list of float32 tensors, built once and reused every step."""
