@@ -41,6 +41,33 @@ def test_ring_equals_native(world, monkeypatch, use_shm):
             check(a.numpy(), ref(arrs, "sum"), dtype)
 
 
+@pytest.mark.parametrize("cma", [True, False])
+def test_shm_ring_protocols(world, monkeypatch, cma):
+    """The shm transport's two protocols (all-gather steps pushed with process_vm_writev, or all through
+    slots) on a fresh group: every dtype and op, odd sizes, tiny segments (many in flight, sends that
+    wait for a free slot or a push request), one plan reused across calls."""
+    from vibetensor.collectives import ring
+    from vibetensor.collectives.transport import shm
+    monkeypatch.setattr(shm, "USE_CMA", cma)
+    g = dist.new_group(list(range(world.size())))
+    for seg in (None, 64):
+        if seg:
+            monkeypatch.setattr(ring, "SEGMENT_BYTES", seg)
+        for dtype in DTYPES:
+            for op in ops_for(dtype):
+                for n in (1, 7, 1009, 4099):
+                    for rep in range(2):
+                        arrs, t = _mine(g, n, dtype, op, seed=rep)
+                        dist.all_reduce(t, op=op, group=g, algorithm="ring")
+                        check(t.numpy(), ref(arrs, op), dtype, f"shm cma={cma} seg={seg} {op} n={n}")
+    tr = g._shm
+    assert tr is not None and tr.name == "shm"
+    if not cma:
+        assert not tr.push  # with cma the push path depends on the kernel letting ranks write to each other
+    assert not tr.backlog
+    g.destroy()
+
+
 def test_non_contiguous_view(world):
     base = vt.tensor(np.arange(12, dtype=np.float64).reshape(3, 4) + world.rank())
     dist.all_reduce(base.t())

@@ -129,6 +129,7 @@ _PLANS_MAX = 64
 
 def _plan(transport, N, itemsize, order, phases, seg_bytes, depth, lag):
     seg_bytes = min(seg_bytes, getattr(transport, "max_segment_bytes", seg_bytes))  # ipc/shm: their slot size
+    depth = min(depth, getattr(transport, "max_depth", depth))                      # shm: its slots per peer
     key = (N, itemsize, order, phases, seg_bytes, depth, lag)
     plans = transport.__dict__.setdefault("_ring_plans", {})
     p = plans.get(key)

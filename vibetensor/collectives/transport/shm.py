@@ -1,41 +1,53 @@
 """``shm``: the ring's transport for CPU tensors when every rank of an MPI group is on one host.
 
-MPI point-to-point on one host copies a message twice (into a shared cell, out of it) and the ring
-then adds a third pass to reduce it. Here each rank owns an MPI shared-memory window (allocated once
-per group) with slots per destination and a few counters:
+Each rank owns an MPI shared-memory window (allocated once per group) with counters, descriptors and
+data slots per peer. Two kinds of message, each in order per peer:
 
-  sender:   wait until the slot is free (the receiver's ack counter), copy the data into it,
-            memory barrier (MPI_Win_sync), bump its ready counter for that destination;
-  receiver: see the counter, barrier, and either copy the slot out (all-gather steps) or -- for the
-            reduce-scatter steps -- reduce straight from the peer's slot into the result (one ufunc
-            pass, no temporary), barrier, then bump its ack counter.
+  reduce-scatter steps (the item has ``op``), through slots: the sender waits until the slot is free
+      (the receiver's ack counter), copies its data in, memory barrier (MPI_Win_sync), bumps its
+      ready counter; the receiver sees it, barrier, reduces straight from the peer's slot into the
+      result (one ufunc pass, no temporary), barrier, acks.
+  all-gather steps, pushed (when ``process_vm_writev`` works between the ranks, see cma.py): the
+      receiver publishes where the data must land (address, length of its own buffer) and bumps a
+      request counter; the sender copies straight into it with one syscall and bumps a done counter.
+      One copy instead of two (into a slot, out of it): 7 passes over each rank's chunk per all_reduce
+      instead of 9 at 2 ranks. Without cma these go through the slots too (``self.push`` False).
 
-Messages to one peer are published and consumed strictly in order. A send whose slot is still busy
-waits in a backlog that every ``test()`` advances, so a later handle's poll also moves earlier sends.
-Waiting is polling host memory against the collective's deadline (never a blocking MPI call).
-Per segment this is a handful of Python operations: slot views are made once, counters are read
-through an int64 memoryview (a plain load, no numpy scalar).
+A send that cannot go yet (slot busy, no request yet) waits in a backlog that every ``test()``
+advances. Waiting is polling host memory against the collective's deadline (never a blocking MPI
+call). Per segment this is a handful of Python operations: slot views are made once, counters are
+read through an int64 memoryview (a plain load, no numpy scalar).
 """
 from __future__ import annotations
 
 import collections
+import os
 
 import numpy as np
 
+from ... import observe
+from ..errors import CollectiveError
 from .base import Handle, Transport
+from .cma import Writer
 from .mpi import mpi
 from .reduce_kernels import host_reduce_into
 
+USE_CMA = True  # tests turn it off to run the all-copy protocol on machines where cma works
+
 
 class _Xfer(Handle):
-    __slots__ = ("tr", "dst", "m_send", "recv", "src", "m_recv", "op", "scale")
+    __slots__ = ("tr", "dst", "m_send", "push", "recv", "src", "m_recv", "op", "scale")
 
     def __init__(self, tr, it):
         self.tr, self.dst, self.recv, self.src, self.op, self.scale = tr, it.dst, it.recv, it.src, it.op, it.scale
-        self.m_send = tr._send(it.send, it.dst) if it.send is not None else -1
-        if it.recv is not None:
-            self.m_recv = tr.nrecv[it.src]
-            tr.nrecv[it.src] += 1
+        self.push = push = tr.push and it.op is None
+        if it.recv is not None:  # first: a push request is cheap and lets the peer start copying
+            if push:
+                self.m_recv = tr._request(it.recv, it.src)
+            else:
+                self.m_recv = tr.nrecv[it.src]
+                tr.nrecv[it.src] += 1
+        self.m_send = tr._send(it.send, it.dst, push) if it.send is not None else -1
         self.test()
 
     def test(self):
@@ -43,10 +55,14 @@ class _Xfer(Handle):
         if tr.backlog:
             tr._flush()
         if self.recv is not None:
-            if not tr._take(self):
+            if self.push:
+                if tr.flags[self.src][tr.P + tr.rank] <= self.m_recv:
+                    return False
+                tr.win.Sync()  # the pushed data is complete before its counter
+            elif not tr._take(self):
                 return False
             self.recv = None
-        return self.m_send < tr.published[self.dst]
+        return self.m_send < (tr.pushed if self.push else tr.published)[self.dst]
 
 
 class ShmTransport(Transport):
@@ -54,63 +70,83 @@ class ShmTransport(Transport):
     reduces_on_recv = True
 
     def __init__(self, comm, slot_bytes, nslots, deadline):
-        from ..work import poll
         MPI = mpi()
         self.comm = comm
         self.size = n = comm.Get_size()
-        self.rank = comm.Get_rank()
-        self.local_ranks = [self.rank]
+        self.rank = me = comm.Get_rank()
+        self.local_ranks = [me]
         self.max_segment_bytes = slot_bytes
         self.slot_bytes = sb = slot_bytes + 256  # a segment may exceed the nominal size by an element
         self.nslots = nslots
-        self.nsend, self.nrecv = [0] * n, [0] * n        # messages numbered per peer
+        self.max_depth = nslots - 1  # the ring's window: a slot/descriptor is reused only once it is free
+        self.nsend, self.nrecv = [0] * n, [0] * n        # slot messages, numbered per peer
         self.published, self.consumed = [0] * n, [0] * n
-        self.backlog = collections.deque()               # (dst, m, array): sends waiting for a free slot
-        self.fbytes = 64 * (-(-(16 * n) // 64))
-        total = self.fbytes + n * nslots * sb
-        req = comm.Ibarrier()  # everyone is here, so the blocking window allocation cannot hang
-        if not poll(req.Test, deadline):
-            from ..errors import CollectiveTimeout
-            raise CollectiveTimeout("shm: not every rank reached the shared-memory window set-up in time")
-        self.win = MPI.Win.Allocate_shared(total, 1, comm=comm)
+        self.psend, self.precv, self.pushed = [0] * n, [0] * n, [0] * n  # pushed messages
+        self.backlog = collections.deque()  # (push, dst, m, array): sends that cannot go yet, in order
+        # int64 meta of rank q: [ready for dst | acks of slot messages from src | push requests to src |
+        # pushes done to dst | pid, window address, cma ok, - | push descriptors (address, nbytes) per
+        # (src, slot)], n entries per section
+        self.R, self.P, self.D = 2 * n, 3 * n, 4 * n + 4
+        self.fbytes = 64 * (-(-8 * (self.D + 2 * n * nslots) // 64))
+        self._barrier(deadline, "never reached the shared-memory window set-up")  # the allocation cannot hang
+        self.win = MPI.Win.Allocate_shared(self.fbytes + n * nslots * sb, 1, comm=comm)
         self.win.Lock_all()  # one passive epoch: Win_sync is then a memory barrier
         mem = [np.frombuffer(self.win.Shared_query(q)[0], dtype=np.uint8) for q in range(n)]
-        # counters of rank q: [ready for dst 0..n-1 | acks of messages from src 0..n-1]
-        self.flags = [memoryview(m[:16 * n]).cast("B").cast("q") for m in mem]
-        self.mine = self.flags[self.rank]
+        self.flags = [memoryview(m[:self.fbytes]).cast("B").cast("q") for m in mem]
+        self.mine = self.flags[me]
 
         def slot(owner, dst, i):
             off = self.fbytes + (dst * nslots + i) * sb
             return mem[owner][off:off + sb]
-        self.out = [[slot(self.rank, q, i) for i in range(nslots)] for q in range(n)]  # mine, toward q
-        self.inn = [[slot(q, self.rank, i) for i in range(nslots)] for q in range(n)]  # q's, toward me
-        for i in range(2 * n):
+        self.out = [[slot(me, q, i) for i in range(nslots)] for q in range(n)]  # mine, toward q
+        self.inn = [[slot(q, me, i) for i in range(nslots)] for q in range(n)]  # q's, toward me
+        for i in range(self.D):
             self.mine[i] = 0
+        self.mine[4 * n], self.mine[4 * n + 1] = os.getpid(), mem[me].ctypes.data
         self.win.Sync()
-        req = comm.Ibarrier()  # every rank zeroed its counters before anyone reads them
+        self._barrier(deadline, "left during the shared-memory window set-up")  # counters zeroed everywhere
+        self.win.Sync()
+        # push only when every rank can write to every peer (all ranks must run the same protocol)
+        self.writer = Writer()
+        self.pids = [self.flags[q][4 * n] for q in range(n)]
+        ok = USE_CMA and all(q == me or self.writer.probe(self.pids[q], self.flags[q][4 * n + 1] + 32 * n, self.pids[q])
+                             for q in range(n))  # rewrite each peer's own pid field in its address space
+        self.mine[4 * n + 2] = int(ok)
+        self.win.Sync()
+        self._barrier(deadline, "left during the shared-memory window set-up")
+        self.win.Sync()
+        self.push = all(self.flags[q][4 * n + 2] for q in range(n))
+        if not self.push:
+            observe.counter_add("collectives.shm.no_cma", 1)  # all-gather steps copy twice
+
+    def _barrier(self, deadline, what):
+        from ..work import poll
+        req = self.comm.Ibarrier()
         if not poll(req.Test, deadline):
             from ..errors import CollectiveTimeout
-            raise CollectiveTimeout("shm: a rank left during the shared-memory window set-up")
-        self.win.Sync()
+            raise CollectiveTimeout(f"shm: a rank {what} in time")
 
     # ---------------------------------------------------------------- the protocol
-    def _send(self, arr, dst):
-        m = self.nsend[dst]
-        self.nsend[dst] = m + 1
-        if self.backlog or not self._publish(dst, m, arr):
-            self.backlog.append((dst, m, arr))
+    def _send(self, arr, dst, push):
+        seq = self.psend if push else self.nsend
+        m = seq[dst]
+        seq[dst] = m + 1
+        if self.backlog or not (self._push if push else self._publish)(dst, m, arr):
+            self.backlog.append((push, dst, m, arr))
         return m
 
     def _flush(self):
         q = self.backlog
-        while q and self._publish(*q[0]):
+        while q:
+            push, dst, m, arr = q[0]
+            if not (self._push if push else self._publish)(dst, m, arr):
+                return
             q.popleft()
 
     def _publish(self, dst, m, arr):
         if self.flags[dst][self.size + self.rank] <= m - self.nslots:
             return False  # the receiver still reads that slot
-        nb = arr.nbytes
-        self.out[dst][m % self.nslots][:nb].view(arr.dtype)[...] = arr
+        self.out[dst][m % self.nslots][:arr.nbytes].view(arr.dtype)[...] = arr
         self.win.Sync()  # data before counter
         self.mine[dst] = m + 1
         self.published[dst] = m + 1
@@ -130,6 +166,32 @@ class ShmTransport(Transport):
         self.win.Sync()  # reads done before the slot is handed back
         self.mine[self.size + src] = m + 1
         self.consumed[src] = m + 1
+        return True
+
+    def _request(self, recv, src):
+        m = self.precv[src]
+        if self.flags[src][self.P + self.rank] <= m - self.nslots:  # max_depth rules this out
+            raise CollectiveError(f"shm: push descriptor {m % self.nslots} for rank {src} is still in use")
+        self.precv[src] = m + 1
+        d = self.D + 2 * (src * self.nslots + m % self.nslots)
+        self.mine[d], self.mine[d + 1] = recv.ctypes.data, recv.nbytes
+        self.win.Sync()  # descriptor before counter
+        self.mine[self.R + src] = m + 1
+        return m
+
+    def _push(self, dst, m, arr):
+        fl = self.flags[dst]
+        if fl[self.R + self.rank] <= m:
+            return False  # the receiver has not said where yet
+        self.win.Sync()  # counter before descriptor
+        d = self.D + 2 * (self.rank * self.nslots + m % self.nslots)
+        if fl[d + 1] != arr.nbytes:
+            raise CollectiveError(f"shm: rank {dst} expects {fl[d + 1]} bytes where this rank sends {arr.nbytes}; "
+                                  f"the ranks disagree on the ring's plan")
+        self.writer.write(self.pids[dst], fl[d], arr.ctypes.data, arr.nbytes)
+        self.win.Sync()  # data before counter
+        self.mine[self.P + dst] = m + 1
+        self.pushed[dst] = m + 1
         return True
 
     # ---------------------------------------------------------------- transport interface
