@@ -11,6 +11,8 @@ import itertools
 import threading
 import time
 
+import numpy as np
+
 from .. import _env, observe
 from ..core.tensor import Tensor
 from ..observe import EventKind
@@ -235,8 +237,9 @@ class ProcessGroup:
             observe.record(EventKind.COLLECTIVE_COMPLETE, coll, state="completed",
                            duration_ns=time.perf_counter_ns() - start, **ev)
 
-        work = Work(coll, seq, self.name, fn, outputs)
-        return self._exec.submit(work, bool(async_op))
+        if not async_op:  # no Work object (and no threading.Event) for the common synchronous call
+            return self._exec.run(fn)
+        return self._exec.submit(Work(coll, seq, self.name, fn, outputs), True)
 
     # ------------------------------------------------------------------ collectives
     def all_reduce(self, tensor, op=ReduceOp.SUM, async_op=False, timeout=None, algorithm="auto"):
@@ -272,11 +275,8 @@ class ProcessGroup:
     def _ring_transport(self, tr, bufs):
         """Host arrays of an all-on-one-host MPI group ride our shared-memory transport (fewer copies
         than MPI point-to-point); everything else uses ``tr``."""
-        if tr is not self._host or self._shm_comm is None or not USE_SHM:
-            return tr
-        from ..core import backend as _be
-        if _be.is_cuda_array(bufs[0]):
-            return tr
+        if tr is not self._host or self._shm_comm is None or not USE_SHM or type(bufs[0]) is not np.ndarray:
+            return tr  # (CUDA arrays stay on ``tr``)
         if self._shm is None:
             from .transport.shm import ShmTransport
             self._shm = ShmTransport(self._shm_comm, _ring.SEGMENT_BYTES, _ring.DEPTH + 1,

@@ -18,9 +18,6 @@ from .types import ReduceOp
 # Tuned with benchmarks/allreduce.py (see BENCHMARKS.md): segment size and in-flight window.
 SEGMENT_BYTES = 1 << 20
 DEPTH = 4
-# A segment's next step is posted this many slots after its previous one (None: a whole step later).
-# Small values keep a segment's data in cache between its reduction and its all-gather send.
-LAG = None
 
 
 def _bounds(total: int, parts: int, i: int) -> tuple[int, int]:
@@ -74,21 +71,21 @@ class _Plan:
     """One ring call's schedule. ``slots[i]``: per local rank ``(li, a0, a1, dst, b0, b1, src, reduce,
     last, tmp)`` -- send ``x[a0:a1]`` to ``dst``, receive ``x[b0:b1]`` from ``src`` (reduce: into
     temporary ``tmp`` then reduced into ``x[b0:b1]``; ``last``: the final reduction, where AVG scales);
-    an empty range is ``a0 == a1``. ``deps[i]``: the slot that must be done before slot i is posted."""
+    an empty range is ``a0 == a1``. ``deps[i]``: the slot that must be done before slot i is posted.
+    Slots go step by step (posting a segment's next step right after its reduction instead measured
+    no faster: with 1 MiB segments the data leaves L2 either way)."""
 
     __slots__ = ("slots", "deps", "ntmp", "max_seg", "depth")
 
-    def __init__(self, n, N, itemsize, local_ranks, order, phases, seg_bytes, depth, lag):
+    def __init__(self, n, N, itemsize, local_ranks, order, phases, seg_bytes, depth):
         pos = {r: i for i, r in enumerate(order)}
         nseg = max(1, -(-(N // n) * itemsize // seg_bytes))
         chunks = [_bounds(N, n, c) for c in range(n)]
         steps = n - 1
         s_lo = 0 if "rs" in phases else steps
         s_hi = 2 * steps if "ag" in phases else steps
-        # post a segment's step `lag` slots after its previous step (lag = nseg: step by step)
-        lag = nseg if lag is None else max(1, min(lag, nseg))
-        keys = sorted(((j + (s - s_lo) * lag, s, j) for s in range(s_lo, s_hi) for j in range(nseg)))
-        index = {(s, j): i for i, (_, s, j) in enumerate(keys)}
+        keys = [(s, j) for s in range(s_lo, s_hi) for j in range(nseg)]
+        index = {sj: i for i, sj in enumerate(keys)}
 
         def seg(c, j):  # segment j of the chunk that ring position c - 1 ends up owning
             c0, c1 = chunks[order[(c - 1) % n]]
@@ -96,7 +93,7 @@ class _Plan:
 
         self.slots, self.deps = [], []
         nred = 0
-        for _, s, j in keys:
+        for s, j in keys:
             per = []
             red = s < steps
             for li, r in enumerate(local_ranks):
@@ -127,17 +124,17 @@ class _Plan:
 _PLANS_MAX = 64
 
 
-def _plan(transport, N, itemsize, order, phases, seg_bytes, depth, lag):
+def _plan(transport, N, itemsize, order, phases, seg_bytes, depth):
     seg_bytes = min(seg_bytes, getattr(transport, "max_segment_bytes", seg_bytes))  # ipc/shm: their slot size
     depth = min(depth, getattr(transport, "max_depth", depth))                      # shm: its slots per peer
-    key = (N, itemsize, order, phases, seg_bytes, depth, lag)
+    key = (N, itemsize, order, phases, seg_bytes, depth)
     plans = transport.__dict__.setdefault("_ring_plans", {})
     p = plans.get(key)
     if p is None:
         if len(plans) >= _PLANS_MAX:
             plans.clear()
         p = plans[key] = _Plan(transport.size, N, itemsize, transport.local_ranks, list(order), phases,
-                               seg_bytes, depth, lag)
+                               seg_bytes, depth)
     return p
 
 
@@ -165,7 +162,7 @@ def ring(transport, bufs, op, wait, phases=("rs", "ag"), order=None, segment_byt
     if N == 0 or n == 1:
         return
     plan = _plan(transport, N, bufs[0].dtype.itemsize, tuple(order) if order else tuple(range(n)), tuple(phases),
-                 segment_bytes or SEGMENT_BYTES, max(1, depth or DEPTH), LAG)
+                 segment_bytes or SEGMENT_BYTES, max(1, depth or DEPTH))
     scale = 1.0 / n if op is ReduceOp.AVG else None
     on_recv = getattr(transport, "reduces_on_recv", False)
     tmps = None

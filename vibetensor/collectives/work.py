@@ -151,6 +151,14 @@ class Executor:
             raise work._exc
         return None
 
+    def run(self, fn):
+        """A synchronous collective: after earlier async work (issue order is the same on every rank),
+        on the caller's thread; its exception propagates as is."""
+        with self._cv:
+            while self._pending:
+                self._cv.wait()
+        fn()
+
     def drain(self, timeout=None):
         with self._cv:
             end = None if timeout is None else time.monotonic() + timeout
