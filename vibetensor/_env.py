@@ -61,7 +61,7 @@ class Flags:
     events_capacity: int          # VT_EVENTS_CAPACITY: size of the per-process event ring
     dump_dir: str                 # VT_DUMP_DIR: where event-ring dumps and rank error files go
     fused_kernels: bool           # VT_FUSED_KERNELS: use the fused CUDA kernels (0 = generic CuPy paths)
-    flash_attention: bool         # VT_FLASH_ATTENTION: flash-style attention kernels (0 = materialized scores)
+    flash_attention: str          # VT_FLASH_ATTENTION: auto (small problems) | on | off: flash-style attention
 
 
 def _read() -> Flags:
@@ -74,7 +74,7 @@ def _read() -> Flags:
         events_capacity=_int("VT_EVENTS_CAPACITY", 2000),
         dump_dir=os.environ.get("VT_DUMP_DIR") or os.path.join(os.getcwd(), "vt_dumps"),
         fused_kernels=_bool("VT_FUSED_KERNELS", True),
-        flash_attention=_bool("VT_FLASH_ATTENTION", True),
+        flash_attention=_choice("VT_FLASH_ATTENTION", "auto", ("auto", "on", "off")),
     )
 
 

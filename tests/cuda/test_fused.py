@@ -96,7 +96,8 @@ def flash(request, monkeypatch):
     """Run an attention test through the flash kernels and through the materialized-scores path."""
     import dataclasses
     from vibetensor import _env
-    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention=request.param))
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="on" if request.param
+                                                            else "off"))
     return request.param
 
 
@@ -142,6 +143,22 @@ def test_attention_strided_heads(dtype, flash):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     _compare(fn, [x], dtype, *ATT_TOL[dtype], "sdpa_flash_backward" if flash else "sdpa_backward")
+
+
+def test_flash_auto_takes_small_problems_only(monkeypatch):
+    """VT_FLASH_ATTENTION=auto: flash kernels up to FLASH_AUTO_MAX_SCORES score elements, cuBLAS above."""
+    import dataclasses
+    from vibetensor import _env
+    f = _fused()
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="auto"))
+    monkeypatch.setattr(f, "FLASH_AUTO_MAX_SCORES", 2 * 3 * 33 * 33)
+    q, k, v = (vt.randn(2, 3, 33, 16, device="cuda") for _ in range(3))
+    before = dict(f.FUSED_CALLS)
+    F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert f.FUSED_CALLS["sdpa_flash"] == before.get("sdpa_flash", 0) + 1
+    q2 = vt.randn(2, 3, 34, 16, device="cuda")
+    F.scaled_dot_product_attention(q2, k, v, is_causal=True)
+    assert f.FUSED_CALLS["sdpa"] == before.get("sdpa", 0) + 1
 
 
 def test_flash_falls_back_for_other_head_dims():

@@ -146,8 +146,18 @@ def _sc(q, scale):
     return scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
 
 
+# The flash kernels run on CUDA cores: they save the launches and the score matrix of the
+# materialized path but do the products far slower than cuBLAS on tensor cores. "auto" takes them
+# where launches dominate: up to FLASH_AUTO_MAX_SCORES score elements per call (BENCHMARKS.md,
+# "Attention paths", has the measurements behind the threshold).
+FLASH_AUTO_MAX_SCORES = 1 << 22
+
+
 def _flash(q, k, v):
-    return _env.flags().flash_attention and K.flash_ok(q, k, v)
+    mode = _env.flags().flash_attention
+    if mode == "off" or not K.flash_ok(q, k, v):
+        return False
+    return mode == "on" or (q.size // q.shape[-1]) * k.shape[-2] <= FLASH_AUTO_MAX_SCORES
 
 
 def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False):

@@ -28,6 +28,12 @@ for _t in _TYPES.values():
                f"gelu_fwd<{_t}>", f"gelu_bwd<{_t}>", f"bias_add<{_t}>", f"col_sum<{_t}>"]
 for _t in ("__half", "__nv_bfloat16"):  # attention: float32 scores -> half probabilities, float32 dP
     _NAMES += [f"softmax_fwd<float, {_t}>", f"softmax_bwd<{_t}, float, {_t}>"]
+_WARP_VPT = (2, 8, 32)  # warp-per-row softmax for rows up to 64 / 256 / 1024 elements
+for _v in _WARP_VPT:
+    for _t in _TYPES.values():
+        _NAMES += [f"softmax_fwd_warp<{_t}, {_t}, {_v}>", f"softmax_bwd_warp<{_t}, {_t}, {_t}, {_v}>"]
+    for _t in ("__half", "__nv_bfloat16"):
+        _NAMES += [f"softmax_fwd_warp<float, {_t}, {_v}>", f"softmax_bwd_warp<{_t}, float, {_t}, {_v}>"]
 _modules: dict = {}
 _functions: dict = {}  # (device, name, dtypes) -> compiled function
 # numpy dtype -> C type, keyed by dtype objects: str(dtype) costs microseconds per call on the hot path
@@ -172,10 +178,27 @@ def rms_norm_bwd(dy, x, w, eps, need_w=True):
 
 
 # ---------------------------------------------------------------- softmax
+def _vpt(N):
+    for v in _WARP_VPT:
+        if N <= 32 * v:
+            return v
+    return None
+
+
+def _fn_vpt(name, dtypes, vpt):
+    cp = _be.cupy_module()
+    key = (cp.cuda.runtime.getDevice(), name, vpt) + dtypes
+    f = _functions.get(key)
+    if f is None:
+        f = _functions[key] = _mod().get_function(f"{name}<{', '.join(_CTYPE[d] for d in dtypes)}, {vpt}>")
+    return f
+
+
 def softmax_fwd(x, scale=1.0, causal=False, offset=0, out_dtype=None):
     """Softmax over the last dim of contiguous x; ``causal``: x is (..., Tq, Tk) and key j > query i
     + offset is masked (offset = Tk - Tq for a query block at the end). ``out_dtype`` (half/bfloat16
-    from float32 scores) writes the probabilities in that dtype, saving a cast pass."""
+    from float32 scores) writes the probabilities in that dtype, saving a cast pass. Rows up to 1024
+    elements take the warp-per-row kernel."""
     cp = _be.cupy_module()
     x = cp.ascontiguousarray(x)
     N = x.shape[-1]
@@ -183,9 +206,12 @@ def softmax_fwd(x, scale=1.0, causal=False, offset=0, out_dtype=None):
     Tq = x.shape[-2] if x.ndim >= 2 else 1
     y = cp.empty(x.shape, dtype=x.dtype if out_dtype is None else out_dtype)
     if M:
-        _fn("softmax_fwd", x.dtype, y.dtype)((M,), (_threads(min(N, 1024)),),
-                                             (x, y, cp.int64(N), cp.float32(scale), cp.int32(bool(causal)),
-                                              cp.int64(Tq), cp.int64(offset)))
+        args = (cp.int64(N), cp.float32(scale), cp.int32(bool(causal)), cp.int64(Tq), cp.int64(offset))
+        v = _vpt(N)
+        if v is not None:
+            _fn_vpt("softmax_fwd_warp", (x.dtype, y.dtype), v)(((M + 3) // 4,), (128,), (x, y, cp.int64(M)) + args)
+        else:
+            _fn("softmax_fwd", x.dtype, y.dtype)((M,), (_threads(min(N, 1024)),), (x, y) + args)
     return y
 
 
@@ -200,8 +226,13 @@ def softmax_bwd(y, dy, scale=1.0):
     M = y.size // max(N, 1)
     dx = cp.empty_like(y)
     if M:
-        _fn("softmax_bwd", y.dtype, dy.dtype, y.dtype)((M,), (_threads(min(N, 1024)),),
-                                                       (y, dy, dx, cp.int64(N), cp.float32(scale)))
+        v = _vpt(N)
+        if v is not None:
+            _fn_vpt("softmax_bwd_warp", (y.dtype, dy.dtype, y.dtype), v)(
+                ((M + 3) // 4,), (128,), (y, dy, dx, cp.int64(M), cp.int64(N), cp.float32(scale)))
+        else:
+            _fn("softmax_bwd", y.dtype, dy.dtype, y.dtype)((M,), (_threads(min(N, 1024)),),
+                                                           (y, dy, dx, cp.int64(N), cp.float32(scale)))
     return dx
 
 

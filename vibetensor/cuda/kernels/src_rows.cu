@@ -192,6 +192,60 @@ __global__ void softmax_bwd(const TY* y, const TD* dy, TO* dx, long long N, floa
     st(dxr, i, scale * ld(yr, i) * (ld(dyr, i) - s));
 }
 
+// Warp-per-row variants for rows of up to 32 * VPT elements (attention scores): the row stays in
+// registers, one read and one write, shuffles instead of block barriers. 4 rows per 128-thread block.
+template <typename TI, typename TO, int VPT>
+__global__ void softmax_fwd_warp(const TI* x, TO* y, long long M, long long N, float scale, int causal,
+                                 long long T_q, long long offs) {
+  long long r = blockIdx.x * 4LL + (threadIdx.x >> 5);
+  int lane = threadIdx.x & 31;
+  if (r >= M) return;
+  const TI* xr = x + r * N; TO* yr = y + r * N;
+  long long lim = causal ? ((r % T_q) + offs + 1) : N;
+  if (lim > N) lim = N;
+  float v[VPT];
+  float m = VT_NEG_INF;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    long long c = lane + 32LL * i;
+    v[i] = c < lim ? ld(xr, c) * scale : VT_NEG_INF;
+    m = fmaxf(m, v[i]);
+  }
+  m = warp_max(m);
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) { v[i] = (lane + 32LL * i < lim) ? __expf(v[i] - m) : 0.f; s += v[i]; }
+  float inv = 1.f / warp_sum(s);
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    long long c = lane + 32LL * i;
+    if (c < N) st(yr, c, v[i] * inv);
+  }
+}
+
+template <typename TY, typename TD, typename TO, int VPT>
+__global__ void softmax_bwd_warp(const TY* y, const TD* dy, TO* dx, long long M, long long N, float scale) {
+  long long r = blockIdx.x * 4LL + (threadIdx.x >> 5);
+  int lane = threadIdx.x & 31;
+  if (r >= M) return;
+  const TY* yr = y + r * N; const TD* dyr = dy + r * N; TO* dxr = dx + r * N;
+  float a[VPT], b[VPT];
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    long long c = lane + 32LL * i;
+    a[i] = c < N ? ld(yr, c) : 0.f;
+    b[i] = c < N ? ld(dyr, c) : 0.f;
+    s += a[i] * b[i];
+  }
+  s = warp_sum(s);
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    long long c = lane + 32LL * i;
+    if (c < N) st(dxr, c, scale * a[i] * (b[i] - s));
+  }
+}
+
 // ---------------------------------------------------------------- cross entropy
 // loss[r] = (1-eps)(lse - x_t) + eps (lse - mean(x)); 0 where target == ignore; lse saved.
 template <typename T>
