@@ -40,6 +40,23 @@ def test_skipped_collective_names_missing_rank(world):
     _resync(world)
 
 
+def test_ring_over_shm_times_out_naming_missing_rank(world):
+    g = dist.new_group(list(range(world.size())), timeout=SHORT)
+    r = world.rank()
+    dist.all_reduce(vt.ones(1 << 20), group=g, algorithm="ring")  # #1 works (sets up the shm transport)
+    if r == 1:
+        time.sleep(SHORT + 1.0)  # rank 1 skips ring collective #2
+    else:
+        with pytest.raises(dist.CollectiveTimeout) as ei:
+            dist.all_reduce(vt.ones(1 << 20), group=g, algorithm="ring")
+        assert ei.value.missing == (1,) and ei.value.seq == 2
+        tr = g._shm
+        assert tr is None or not tr.requested  # buffers offered to peers for pushes are kept alive
+        with pytest.raises(dist.GroupBrokenError):
+            dist.all_reduce(vt.ones(3), group=g, algorithm="ring")
+    _resync(world)
+
+
 def test_rank_raising_before_collective_fails_others_within_timeout(world):
     g = dist.new_group(list(range(world.size())))
     r = world.rank()

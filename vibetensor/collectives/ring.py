@@ -75,7 +75,7 @@ class _Plan:
     Slots go step by step (posting a segment's next step right after its reduction instead measured
     no faster: with 1 MiB segments the data leaves L2 either way)."""
 
-    __slots__ = ("slots", "deps", "ntmp", "max_seg", "depth")
+    __slots__ = ("deps", "depth", "max_seg", "ntmp", "slots")
 
     def __init__(self, n, N, itemsize, local_ranks, order, phases, seg_bytes, depth):
         pos = {r: i for i, r in enumerate(order)}

@@ -26,7 +26,6 @@ import os
 import numpy as np
 
 from ... import observe
-from ..errors import CollectiveError
 from .base import Handle, Transport
 from .cma import Writer
 from .mpi import mpi
@@ -36,7 +35,7 @@ USE_CMA = True  # tests turn it off to run the all-copy protocol on machines whe
 
 
 class _Xfer(Handle):
-    __slots__ = ("tr", "dst", "m_send", "push", "recv", "src", "m_recv", "op", "scale")
+    __slots__ = ("dst", "m_recv", "m_send", "op", "push", "recv", "scale", "src", "tr")
 
     def __init__(self, tr, it):
         self.tr, self.dst, self.recv, self.src, self.op, self.scale = tr, it.dst, it.recv, it.src, it.op, it.scale
@@ -59,10 +58,14 @@ class _Xfer(Handle):
                 if tr.flags[self.src][tr.P + tr.rank] <= self.m_recv:
                     return False
                 tr.win.Sync()  # the pushed data is complete before its counter
+                del tr.requested[(self.src, self.m_recv)]
             elif not tr._take(self):
                 return False
             self.recv = None
         return self.m_send < (tr.pushed if self.push else tr.published)[self.dst]
+
+    def abort(self):
+        self.tr.abandon()
 
 
 class ShmTransport(Transport):
@@ -83,6 +86,8 @@ class ShmTransport(Transport):
         self.published, self.consumed = [0] * n, [0] * n
         self.psend, self.precv, self.pushed = [0] * n, [0] * n, [0] * n  # pushed messages
         self.backlog = collections.deque()  # (push, dst, m, array): sends that cannot go yet, in order
+        self.requested = {}                  # (src, m) -> buffer a peer was told to push into
+        self.abandoned = []                  # such buffers of a failed call, kept alive (see abandon)
         # int64 meta of rank q: [ready for dst | acks of slot messages from src | push requests to src |
         # pushes done to dst | pid, window address, cma ok, - | push descriptors (address, nbytes) per
         # (src, slot)], n entries per section
@@ -171,10 +176,11 @@ class ShmTransport(Transport):
     def _request(self, recv, src):
         m = self.precv[src]
         if self.flags[src][self.P + self.rank] <= m - self.nslots:  # max_depth rules this out
-            raise CollectiveError(f"shm: push descriptor {m % self.nslots} for rank {src} is still in use")
+            raise RuntimeError(f"shm: push descriptor {m % self.nslots} for rank {src} is still in use")
         self.precv[src] = m + 1
         d = self.D + 2 * (src * self.nslots + m % self.nslots)
         self.mine[d], self.mine[d + 1] = recv.ctypes.data, recv.nbytes
+        self.requested[(src, m)] = recv
         self.win.Sync()  # descriptor before counter
         self.mine[self.R + src] = m + 1
         return m
@@ -185,14 +191,21 @@ class ShmTransport(Transport):
             return False  # the receiver has not said where yet
         self.win.Sync()  # counter before descriptor
         d = self.D + 2 * (self.rank * self.nslots + m % self.nslots)
-        if fl[d + 1] != arr.nbytes:
-            raise CollectiveError(f"shm: rank {dst} expects {fl[d + 1]} bytes where this rank sends {arr.nbytes}; "
-                                  f"the ranks disagree on the ring's plan")
+        if fl[d + 1] != arr.nbytes:  # not a CollectiveError: the group must count as broken after this
+            self.abandon()
+            raise RuntimeError(f"shm: rank {dst} expects {fl[d + 1]} bytes where rank {self.rank} sends "
+                               f"{arr.nbytes}; did every rank pass a tensor of the same size and dtype?")
         self.writer.write(self.pids[dst], fl[d], arr.ctypes.data, arr.nbytes)
         self.win.Sync()  # data before counter
         self.mine[self.P + dst] = m + 1
         self.pushed[dst] = m + 1
         return True
+
+    def abandon(self):
+        """A call failed (timeout, error): a late peer may still push into the buffers it was given, so
+        keep them alive (their memory is never reused for anything else); the group is broken anyway."""
+        self.abandoned.extend(self.requested.values())
+        self.requested.clear()
 
     # ---------------------------------------------------------------- transport interface
     def devices(self):
