@@ -41,6 +41,18 @@ def run(cmd, timeout):
             return json.load(f)
 
 
+def print_row(name, metrics, rv, rt):
+    if rv is None or rt is None:
+        print(f"| {name} | failed: {'vt' if rv is None else 'torch'} | | | | | | |", flush=True)
+        return
+    m = "; ".join(metrics)
+    vals_v = " / ".join(f"{rv[k]:.4f}" for k in metrics)
+    vals_t = " / ".join(f"{rt[k]:.4f}" for k in metrics)
+    ratio = rv["ms_per_step"] / rt["ms_per_step"] if rt["ms_per_step"] else float("nan")
+    print(f"| {name} | {rv['steps']} / {rt['steps']} | {m} | {vals_v} | {vals_t} | {rv['ms_per_step']:.2f} | "
+          f"{rt['ms_per_step']:.2f} | {ratio:.2f}x |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="small", choices=["small", "full"])
@@ -54,6 +66,8 @@ def main():
     a = ap.parse_args()
     names = a.only.split(",") if a.only else list(JOBS)
     rows = []
+    print("\n| example | steps (vt / torch) | metric | vibetensor | torch | vt ms/step | torch ms/step | vt / torch time |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
     for name in names:
         extra, metrics = JOBS[name]
         script = "mnist" if name.startswith("mnist") else name
@@ -73,18 +87,7 @@ def main():
         print(f"== {name}: torch ...", file=sys.stderr, flush=True)
         rt = run(th_cmd, a.timeout)
         rows.append((name, metrics, rv, rt))
-    print("\n| example | steps (vt / torch) | metric | vibetensor | torch | vt ms/step | torch ms/step | vt / torch time |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, metrics, rv, rt in rows:
-        if rv is None or rt is None:
-            print(f"| {name} | failed: {'vt' if rv is None else 'torch'} | | | | | | |")
-            continue
-        m = "; ".join(metrics)
-        vals_v = " / ".join(f"{rv[k]:.4f}" for k in metrics)
-        vals_t = " / ".join(f"{rt[k]:.4f}" for k in metrics)
-        ratio = rv["ms_per_step"] / rt["ms_per_step"] if rt["ms_per_step"] else float("nan")
-        print(f"| {name} | {rv['steps']} / {rt['steps']} | {m} | {vals_v} | {vals_t} | {rv['ms_per_step']:.2f} | "
-              f"{rt['ms_per_step']:.2f} | {ratio:.2f}x |")
+        print_row(name, metrics, rv, rt)  # as each finishes: a time limit keeps the rows already done
     dev = rows[0][2]["device"] if rows and rows[0][2] else a.device
     print(f"\nconfig {a.config}, device {dev}, vt ranks {a.nproc}; same seed, data and initial weights on both sides")
 
