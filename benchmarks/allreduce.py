@@ -55,6 +55,8 @@ def main():
     ap.add_argument("--depth", type=int, default=None, help="ring in-flight window (tuning)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size (best median kept)")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw mpi4py Allreduce reference")
+    ap.add_argument("--no-cma", action="store_true",
+                    help="shm ring: all-gather steps through the slots too, not pushed with process_vm_writev")
     a = ap.parse_args()
 
     dist = vt.collectives
@@ -63,6 +65,9 @@ def main():
         ring_mod.SEGMENT_BYTES = parse_bytes(a.segment_bytes)
     if a.depth:
         ring_mod.DEPTH = a.depth
+    if a.no_cma:
+        from vibetensor.collectives.transport import shm
+        shm.USE_CMA = False
     backend = a.backend
     if backend == "auto":
         backend = "local" if "PMI_RANK" not in os.environ and "OMPI_COMM_WORLD_RANK" not in os.environ else "auto"
@@ -168,6 +173,9 @@ def main():
             ref_t = t_raw
         if is_root:
             print(row + f" | {ref_t / t_ring:5.2f}", flush=True)
+    shm_tr = getattr(g, "_shm", None)
+    if is_root and shm_tr is not None:
+        print(f"# ring transport: shm, all-gather steps {'pushed (process_vm_writev)' if shm_tr.push else 'via slots'}")
     dist.destroy_process_group()
 
 

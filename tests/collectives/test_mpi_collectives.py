@@ -41,14 +41,17 @@ def test_ring_equals_native(world, monkeypatch, use_shm):
             check(a.numpy(), ref(arrs, "sum"), dtype)
 
 
-@pytest.mark.parametrize("cma", [True, False])
-def test_shm_ring_protocols(world, monkeypatch, cma):
-    """The shm transport's two protocols (all-gather steps pushed with process_vm_writev, or all through
-    slots) on a fresh group: every dtype and op, odd sizes, tiny segments (many in flight, sends that
-    wait for a free slot or a push request), one plan reused across calls."""
+@pytest.mark.parametrize("cma,push_min", [(True, 0), (True, 65), (False, 0)])
+def test_shm_ring_protocols(world, monkeypatch, cma, push_min):
+    """The shm transport's protocols on a fresh group: all-gather messages pushed with
+    process_vm_writev (every one, or -- push_min=65 with 64-byte segments -- only the segments one
+    element longer than the others, so one call mixes both kinds) or all through slots. Every dtype
+    and op, odd sizes, tiny segments (many in flight, sends that wait for a free slot or a push
+    request), one plan reused across calls."""
     from vibetensor.collectives import ring
     from vibetensor.collectives.transport import shm
     monkeypatch.setattr(shm, "USE_CMA", cma)
+    monkeypatch.setattr(shm, "PUSH_MIN_BYTES", push_min)
     g = dist.new_group(list(range(world.size())))
     for seg in (None, 64):
         if seg:
@@ -64,7 +67,7 @@ def test_shm_ring_protocols(world, monkeypatch, cma):
     assert tr is not None and tr.name == "shm"
     if not cma:
         assert not tr.push  # with cma the push path depends on the kernel letting ranks write to each other
-    assert not tr.backlog
+    assert not tr.backlog and not tr.requested
     g.destroy()
 
 
