@@ -11,7 +11,8 @@ data slots per peer. Two kinds of message, each in order per peer:
       receiver publishes where the data must land (address, length of its own buffer) and bumps a
       request counter; the sender copies straight into it with one syscall and bumps a done counter.
       One copy instead of two (into a slot, out of it): 7 passes over each rank's chunk per all_reduce
-      instead of 9 at 2 ranks. Without cma these go through the slots too (``self.push`` False).
+      instead of 9 at 2 ranks. Without cma (``self.push`` False), and for messages under
+      ``PUSH_MIN_BYTES``, these go through the slots too, copied out instead of reduced.
 
 A send that cannot go yet (slot busy, no request yet) waits in a backlog that every ``test()``
 advances. Waiting is polling host memory against the collective's deadline (never a blocking MPI
