@@ -146,7 +146,8 @@ def test_attention_strided_heads(dtype, flash):
 
 
 def test_flash_auto_takes_small_problems_only(monkeypatch):
-    """VT_FLASH_ATTENTION=auto: flash kernels up to FLASH_AUTO_MAX_SCORES score elements, cuBLAS above."""
+    """VT_FLASH_ATTENTION=auto: flash kernels up to FLASH_AUTO_MAX_SCORES score elements, cuBLAS above
+    (FLASH_AUTO_MAX_SCORES_GRAPH while capturing a graph)."""
     import dataclasses
     from vibetensor import _env
     f = _fused()
@@ -159,6 +160,15 @@ def test_flash_auto_takes_small_problems_only(monkeypatch):
     q2 = vt.randn(2, 3, 34, 16, device="cuda")
     F.scaled_dot_product_attention(q2, k, v, is_causal=True)
     assert f.FUSED_CALLS["sdpa"] == before.get("sdpa", 0) + 1
+    # while capturing a graph the (smaller) graph limit applies: same call, materialized path
+    monkeypatch.setattr(f, "FLASH_AUTO_MAX_SCORES_GRAPH", 2 * 3 * 33 * 32)
+    eager = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    g = vt.cuda.CUDAGraph()
+    with vt.cuda.graph(g):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    g.replay()
+    assert f.FUSED_CALLS["sdpa"] == before.get("sdpa", 0) + 2
+    np.testing.assert_allclose(out.cpu().numpy(), eager.cpu().numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_flash_falls_back_for_other_head_dims():

@@ -148,16 +148,23 @@ def _sc(q, scale):
 
 # The flash kernels run on CUDA cores: they save the launches and the score matrix of the
 # materialized path but do the products far slower than cuBLAS on tensor cores. "auto" takes them
-# where launches dominate: up to FLASH_AUTO_MAX_SCORES score elements per call (BENCHMARKS.md,
-# "Attention paths", has the measurements behind the threshold).
-FLASH_AUTO_MAX_SCORES = 1 << 22
+# where host time decides: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode (a
+# step there is host-bound and the materialized path costs ~2 ms of host time per layer), but only
+# up to FLASH_AUTO_MAX_SCORES_GRAPH while a CUDA graph is captured (replays have no host cost, so
+# device time decides). BENCHMARKS.md, "Attention paths", has the measurements.
+FLASH_AUTO_MAX_SCORES = 1 << 24
+FLASH_AUTO_MAX_SCORES_GRAPH = 1 << 22
 
 
 def _flash(q, k, v):
     mode = _env.flags().flash_attention
     if mode == "off" or not K.flash_ok(q, k, v):
         return False
-    return mode == "on" or (q.size // q.shape[-1]) * k.shape[-2] <= FLASH_AUTO_MAX_SCORES
+    if mode == "on":
+        return True
+    from .graphs import is_current_stream_capturing
+    limit = FLASH_AUTO_MAX_SCORES_GRAPH if is_current_stream_capturing() else FLASH_AUTO_MAX_SCORES
+    return (q.size // q.shape[-1]) * k.shape[-2] <= limit
 
 
 def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False):
