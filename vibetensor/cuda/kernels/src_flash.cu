@@ -30,6 +30,20 @@ __device__ __forceinline__ void load_tile(float (*dst)[D], const T* base, Stride
   }
 }
 
+// A query row's own values (times mult) into registers; zeros for threads past the last row.
+template <typename T, int D>
+__device__ __forceinline__ void load_row(float* dst, const T* p, bool active, float mult) {
+#pragma unroll
+  for (int d = 0; d < D; ++d) dst[d] = active ? ld(p, d) * mult : 0.f;
+}
+
+// Keys the block's query rows need streamed (kend) and keys query row r itself sees (mine).
+__device__ __forceinline__ void key_span(long long r, int Tq, int Tk, int causal, long long& kend, long long& mine) {
+  long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * FL_ROWS) - 1;
+  kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
+  mine = causal ? min((long long)Tk, r + 1) : (long long)Tk;
+}
+
 template <typename T, int D>
 __global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, float* lse, int H, int Tq, int Tk, long long qsb,
     long long qsh, long long qst, long long ksb, long long ksh, long long kst, long long vsb,
@@ -43,13 +57,12 @@ __global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, float* lse, 
   long long r = (long long)blockIdx.x * FL_ROWS + threadIdx.x;
   bool active = r < Tq;
   float qr[D], acc[D];
-  const T* qp = row_ptr(q, qs, bh, H, active ? r : 0);
+  load_row<T, D>(qr, row_ptr(q, qs, bh, H, active ? r : 0), active, scale);
 #pragma unroll
-  for (int d = 0; d < D; ++d) { qr[d] = active ? ld(qp, d) * scale : 0.f; acc[d] = 0.f; }
+  for (int d = 0; d < D; ++d) acc[d] = 0.f;
   float m = VT_NEG_INF, l = 0.f;
-  long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * FL_ROWS) - 1;
-  long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
-  long long mine = causal ? min((long long)Tk, r + 1) : (long long)Tk;  // keys this row sees
+  long long kend, mine;
+  key_span(r, Tq, Tk, causal, kend, mine);
   for (long long k0 = 0; k0 < kend; k0 += FL_TILE) {
     __syncthreads();
     load_tile<T, D>(Ks, k, ks, bh, H, k0, Tk);
@@ -127,19 +140,14 @@ __global__ void flash_bwd_dq(const T* q, const T* k, const T* v, const T* dout, 
   long long r = (long long)blockIdx.x * FL_ROWS + threadIdx.x;
   bool active = r < Tq;
   float qr[D], gr[D], acc[D];
-  const T* qp = row_ptr(q, qs, bh, H, active ? r : 0);
-  const T* gp = row_ptr(dout, gs, bh, H, active ? r : 0);
+  load_row<T, D>(qr, row_ptr(q, qs, bh, H, active ? r : 0), active, scale);
+  load_row<T, D>(gr, row_ptr(dout, gs, bh, H, active ? r : 0), active, 1.f);
 #pragma unroll
-  for (int d = 0; d < D; ++d) {
-    qr[d] = active ? ld(qp, d) * scale : 0.f;
-    gr[d] = active ? ld(gp, d) : 0.f;
-    acc[d] = 0.f;
-  }
+  for (int d = 0; d < D; ++d) acc[d] = 0.f;
   float L = active ? lse[(long long)bh * Tq + r] : 0.f;
   float Di = active ? delta[(long long)bh * Tq + r] : 0.f;
-  long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * FL_ROWS) - 1;
-  long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
-  long long mine = causal ? min((long long)Tk, r + 1) : (long long)Tk;
+  long long kend, mine;
+  key_span(r, Tq, Tk, causal, kend, mine);
   for (long long k0 = 0; k0 < kend; k0 += FL_TILE) {
     __syncthreads();
     load_tile<T, D>(Ks, k, ks, bh, H, k0, Tk);
