@@ -186,15 +186,36 @@ def dispatch(op: OpDef, args, kwargs):
         args = _autocast_hook(op, args)
     if op.composite:
         return _composite(op, args, kwargs)
-    tensors = _scan(args)
-    if _grad_state.enabled and (op.backward_fn is not None or Key.AUTOGRAD in op.kernels):
-        for t in tensors:
-            if t.requires_grad:
-                k = op.kernels.get(Key.AUTOGRAD)
-                if k is not None:
-                    return k(*args, **kwargs)
-                return _autograd_record(op, args, kwargs, tensors)
-    return dispatch_below_autograd(op, args, kwargs, tensors)
+    # one pass: the tensors (flattened order) and whether any needs autograd or the Sharded key
+    T = _Tensor
+    tensors = []
+    grad = sharded = False
+    for a in args:
+        if isinstance(a, T):
+            tensors.append(a)
+            if a.requires_grad:
+                grad = True
+            if a._is_sharded:
+                sharded = True
+        elif type(a) in _SEQ:
+            for b in a:
+                if isinstance(b, T):
+                    tensors.append(b)
+                    if b.requires_grad:
+                        grad = True
+                    if b._is_sharded:
+                        sharded = True
+    if grad and _grad_state.enabled and (op.backward_fn is not None or Key.AUTOGRAD in op.kernels):
+        k = op.kernels.get(Key.AUTOGRAD)
+        if k is not None:
+            return k(*args, **kwargs)
+        return _autograd_record(op, args, kwargs, tensors)
+    if sharded:
+        return dispatch_below_autograd(op, args, kwargs, tensors)
+    return run_backend(op, args, kwargs, tensors)
+
+
+_SEQ = (list, tuple)
 
 
 def _composite(op, args, kwargs):
@@ -287,27 +308,76 @@ def run_backend(op, args, kwargs, tensors=None):
         raise TypeError(f"{op.name}: expected at least one tensor argument")
     if op.raw:
         return op.kernels[Key.CUDA if tensors[0]._device.type == "cuda" else Key.CPU](*args, **kwargs)
-    dev = _common_device(op, tensors) if len(tensors) > 1 else tensors[0]._device
-    cast = None if op.promote is None else _promoted(op, args, tensors)
+    arrs, dev, cast = _fast_args(op, args, tensors)
+    if arrs is None:  # mixed devices or dtypes, containers to promote: the general path
+        dev = _common_device(op, tensors) if len(tensors) > 1 else tensors[0]._device
+        cast = None if op.promote is None else _promoted(op, args, tensors)
+        arrs = [_unwrap(a, dev, cast) for a in args]
     key = Key.CUDA if dev.type == "cuda" else Key.CPU
     kernel = op.kernels.get(key)
     if kernel is None:
         raise NotImplementedError(f"{op.qualname} has no {key.name} kernel")
-    # fast path: nothing to cast, no lists
-    arrs = [_unwrap(a, dev, cast) for a in args]
     if key is Key.CUDA:
         from .backend import device_guard
         with device_guard(dev):
             out = kernel(*arrs, **kwargs)
     else:
         out = kernel(*arrs, **kwargs)
-    if cast is not None and cast._cat == 2 and getattr(out, "dtype", cast.np) != cast.np \
-            and getattr(out.dtype, "kind", "") in "fV":
-        out = out.astype(cast.np)  # numpy lifts e.g. bfloat16 + 0.5 to float32; PyTorch keeps bfloat16
-    elif (cast is None or cast is _dt.bfloat16) and getattr(out, "dtype", None) == _F32 \
-            and _bf16_lifted(tensors, args, kwargs):
-        out = out.astype(_dt.bfloat16.np)
+    od = getattr(out, "dtype", None)
+    if od is not None:
+        if cast is not None and cast._cat == 2:
+            if od is not cast.np and od != cast.np and od.kind in "fV":
+                out = out.astype(cast.np)  # numpy lifts e.g. bfloat16 + 0.5 to float32; PyTorch keeps bfloat16
+        elif (cast is None or cast is _dt.bfloat16) and od == _F32 and (
+                len(tensors) > 1 or tensors[0]._dtype is _dt.bfloat16) and _bf16_lifted(tensors, args, kwargs):
+            out = out.astype(_dt.bfloat16.np)
+        t = _Tensor._make(out, dev)
+        if op.view:
+            src = tensors[0]
+            t._vc = src._vc
+            t._base = src if src._base is None else src._base
+        return t
     return _wrap_out(op, out, dev, tensors)
+
+
+def _fast_args(op, args, tensors):
+    """(arrays, device, cast) when every tensor argument shares the first one's device (and, for a
+    promoting op, its dtype) and no Python scalar changes the result dtype -- the common case, decided
+    in one pass; (None, None, None) sends the call down the general path."""
+    T = _Tensor
+    t0 = tensors[0]
+    dev = t0._device
+    promote = op.promote
+    d0 = t0._dtype
+    if promote is not None:
+        cat = d0._cat
+        if promote == "float" and cat != 2:
+            return None, None, None
+    for t in tensors:  # those inside lists too
+        if t._device is not dev:
+            return None, None, None
+    arrs = []
+    for a in args:
+        if isinstance(a, T):
+            if promote is not None and a._dtype is not d0:
+                return None, None, None
+            arrs.append(a._data)
+            continue
+        ta = type(a)
+        if promote is not None:
+            # PyTorch: a Python scalar never lifts a tensor of its own or a higher category
+            if ta is float:
+                if cat != 2:
+                    return None, None, None
+            elif ta is int:
+                if not (cat == 2 or (cat == 1 and -128 <= a <= 127)):
+                    return None, None, None
+            elif ta in _SEQ:
+                return None, None, None
+        elif ta in _SEQ:
+            a = _unwrap(a, dev, None)
+        arrs.append(a)
+    return arrs, dev, (None if promote is None else d0)
 
 
 _F32 = _dt.float32.np

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from . import dtype as _dt
 from .dispatcher import ops
+from .grad_mode import _state as _grad_state
 from .grad_mode import is_grad_enabled, no_grad
+from . import tensor as _tensor_mod
 from .tensor import Tensor
 from ..errors import AutogradError, DTypeError, ShapeError
 
@@ -27,16 +29,17 @@ def _check_leaf(t, name):
 
 
 def _write(t, res, name):
-    if tuple(res.shape) != tuple(t.shape):
-        raise ShapeError(f"{name}_: the result has shape {tuple(res.shape)}, which does not match the tensor's "
-                         f"shape {tuple(t.shape)}: in-place ops cannot change the shape")
+    td, rd = t._data, res._data
+    if rd.shape != td.shape:
+        raise ShapeError(f"{name}_: the result has shape {tuple(rd.shape)}, which does not match the tensor's "
+                         f"shape {tuple(td.shape)}: in-place ops cannot change the shape")
     if res._dtype is not t._dtype and _dt.promote_types(res._dtype, t._dtype) is not t._dtype:
         raise DTypeError(f"{name}_: result type {res._dtype.name} can't be cast to the tensor's dtype "
                          f"{t._dtype.name}; use the out-of-place op or convert the tensor first")
-    if not _writeable(t._data):
+    if not _writeable(td):
         raise RuntimeError(f"{name}_: this tensor's memory is read-only (an expanded or broadcast view); "
                            f"call .clone() first")
-    t._data[...] = res._data
+    td[...] = rd
     t._vc.v += 1
 
 
@@ -55,8 +58,10 @@ def _tensors_in(args):
 def apply(t: Tensor, name: str, args, kwargs):
     if name in _INIT:
         return _init_op(t, name, args, kwargs)
-    _check_leaf(t, name)
-    recording = is_grad_enabled() and (t.requires_grad or _tensors_in(args))
+    recording = False
+    if _grad_state.enabled:
+        _check_leaf(t, name)
+        recording = t.requires_grad or _tensors_in(args)
     op = getattr(V, name)
     if recording:
         if t._base is not None:
@@ -160,3 +165,6 @@ def setitem(t: Tensor, index, value):
     except (ValueError, IndexError) as e:
         raise ShapeError(f"__setitem__ on a tensor of shape {tuple(t.shape)}: {e}") from None
     t._vc.v += 1
+
+
+_tensor_mod._inplace_apply = apply

@@ -518,10 +518,12 @@ index_put
 """.split()
 
 
+_inplace_apply = None  # inplace.apply, bound when inplace.py is imported (it imports this module)
+
+
 def _make_inplace(name):
     def method(self, *args, **kwargs):
-        from . import inplace
-        return inplace.apply(self, name, args, kwargs)
+        return _inplace_apply(self, name, args, kwargs)
     method.__name__ = name + "_"
     method.__qualname__ = f"Tensor.{name}_"
     return method

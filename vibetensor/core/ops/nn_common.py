@@ -13,6 +13,8 @@ import inspect
 
 import numpy as np
 
+from .. import dispatcher as _disp
+from ..autograd import TensorMeta
 from ..dispatcher import OpDef, dispatch
 from ...errors import DTypeError
 from ._util import xp_of
@@ -123,9 +125,7 @@ def arg(ctx, i, default=None):
 
 
 def _is_tensorish(a):
-    from ..autograd import TensorMeta
-    from .. import dispatcher
-    return isinstance(a, (dispatcher._Tensor, TensorMeta))
+    return isinstance(a, (_disp._Tensor, TensorMeta))
 
 
 def needs(ctx, *positions):
