@@ -110,8 +110,12 @@ class Node:
     def apply(self, grads):
         bw = self.op.backward_fn
         self.ctx.saved  # raises if freed (backward twice) or a saved tensor was modified in place
-        with no_grad():
+        prev = _grad_state.enabled  # no_grad() without building a context object per node
+        _grad_state.enabled = False
+        try:
             out = bw(self.ctx, *grads)
+        finally:
+            _grad_state.enabled = prev
         if not isinstance(out, (tuple, list)):
             out = (out,)
         return out
@@ -306,23 +310,25 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
             pushed.add(n)
     while heap:
         _, _, node = heapq.heappop(heap)
-        buf = buffers.pop(node, None) or [None] * node.n_out
-        for i in range(node.n_out):
-            if buf[i] is not None:
-                buf[i] = _run_pre_hooks(node, i, buf[i])
+        n_out = node.n_out
+        buf = buffers.pop(node, None) or [None] * n_out
+        if node.pre_hooks:
+            for i in range(n_out):
+                if buf[i] is not None:
+                    buf[i] = _run_pre_hooks(node, i, buf[i])
         if capture is not None:
-            for i in range(node.n_out):
+            for i in range(n_out):
                 if (node, i) in capture and buf[i] is not None:
                     prev = capture[(node, i)]
                     capture[(node, i)] = buf[i] if prev is None else prev + buf[i]
-        if isinstance(node, AccumulateGrad):
+        if type(node) is AccumulateGrad:
             if accumulate and buf[0] is not None:
                 node.accumulate(buf[0])
             continue
-        if all(b is None for b in buf):
+        if (buf[0] is None) if n_out == 1 else all(b is None for b in buf):
             in_grads = [None] * len(node.next)
         else:
-            if any(b is None for b in buf):
+            if n_out > 1 and any(b is None for b in buf):
                 buf = _fill_zeros(node, buf)
             in_grads = node.apply(buf)
             if not retain_graph:

@@ -16,6 +16,8 @@ from ..errors import DeviceUnavailableError
 _cupy = None
 _cupy_error: str | None = None
 _probed = False
+_single_cuda = False  # exactly one visible GPU: every CUDA op runs on the current device, no guard needed
+_NULL_GUARD = contextlib.nullcontext()
 
 INSTALL_HINT = ("install the GPU extra: pip install 'vibetensor[cuda13]' (CUDA 13) or "
                 "'vibetensor[cuda12]' (CUDA 12), on a machine with an NVIDIA GPU and driver")
@@ -39,6 +41,8 @@ def _probe():
     if n == 0:
         _cupy_error = "CuPy is installed but no CUDA device is visible"
         return None
+    global _single_cuda
+    _single_cuda = n == 1
     _cupy = cupy
     from ..cuda import memory as _mem  # observed caching allocator (peak, OOM ladder, events)
     _mem.install()
@@ -97,21 +101,14 @@ def is_cuda_array(arr) -> bool:
     return _cupy is not None and isinstance(arr, _cupy.ndarray)
 
 
-@contextlib.contextmanager
-def _null():
-    yield
-
-
-_NULL = _null
-
-
 def device_guard(dev):
-    """Context manager making ``dev`` current for CuPy work (a no-op for CPU or the current device)."""
-    if dev.type != "cuda":
-        return contextlib.nullcontext()
+    """Context manager making ``dev`` current for CuPy work (a no-op for CPU, for the current device, and
+    on a one-GPU machine, where that is the only device: no runtime call on the per-op path)."""
+    if dev.type != "cuda" or _single_cuda:
+        return _NULL_GUARD
     cp = cupy_module()
     if cp.cuda.runtime.getDevice() == dev.index:
-        return contextlib.nullcontext()
+        return _NULL_GUARD
     return cp.cuda.Device(dev.index)
 
 

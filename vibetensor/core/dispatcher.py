@@ -27,6 +27,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..errors import DeviceMismatchError
+from . import backend as _be
 from . import dtype as _dt
 from .grad_mode import _state as _grad_state
 
@@ -318,8 +319,7 @@ def run_backend(op, args, kwargs, tensors=None):
     if kernel is None:
         raise NotImplementedError(f"{op.qualname} has no {key.name} kernel")
     if key is Key.CUDA:
-        from .backend import device_guard
-        with device_guard(dev):
+        with _be.device_guard(dev):
             out = kernel(*arrs, **kwargs)
     else:
         out = kernel(*arrs, **kwargs)
