@@ -29,6 +29,11 @@ def _shape_arg(shape):
     """Accept t.view(2, 3), t.view((2, 3)) and t.view([2, 3])."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for s in shape:
+        if type(s) is not int:
+            break
+    else:
+        return shape  # plain ints (the common case): nothing to convert
     return tuple(int(s) if not isinstance(s, Tensor) else int(s.item()) for s in shape)
 
 

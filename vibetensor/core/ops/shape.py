@@ -10,22 +10,25 @@ from ...errors import ShapeError
 
 
 def _infer_shape(opname, shape, numel):
-    shape = list(shape)
-    if any(s < -1 for s in shape):
-        raise ShapeError(f"{opname}: invalid shape {tuple(shape)}: sizes must be non-negative (or -1 to infer one)")
-    neg = [i for i, s in enumerate(shape) if s == -1]
-    if len(neg) > 1:
-        raise ShapeError(f"{opname}: only one dimension can be -1, got shape {tuple(shape)}")
-    known = 1
-    for s in shape:
-        if s != -1:
+    known, neg = 1, None
+    for i, s in enumerate(shape):
+        if s >= 0:
             known *= s
-    if neg:
-        if known == 0 or numel % known:
+        elif s == -1 and neg is None:
+            neg = i
+        elif s == -1:
+            raise ShapeError(f"{opname}: only one dimension can be -1, got shape {tuple(shape)}")
+        else:
+            raise ShapeError(f"{opname}: invalid shape {tuple(shape)}: sizes must be non-negative (or -1 to "
+                             f"infer one)")
+    if neg is None:
+        if known != numel:
             raise ShapeError(f"{opname}: shape {tuple(shape)} is invalid for input of size {numel}")
-        shape[neg[0]] = numel // known
-    elif known != numel:
+        return tuple(shape)
+    if known == 0 or numel % known:
         raise ShapeError(f"{opname}: shape {tuple(shape)} is invalid for input of size {numel}")
+    shape = list(shape)
+    shape[neg] = numel // known
     return tuple(shape)
 
 
