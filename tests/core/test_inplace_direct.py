@@ -1,0 +1,121 @@
+"""The in-place fast path (core/inplace.py ``_direct``): add_/sub_/mul_/div_ on float numpy tensors run
+one ufunc into the tensor's storage. Results must be bit-identical to the out-of-place op, every case
+it does not cover must take the general path (same errors as before), and overrides must win."""
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from vibetensor.core import dispatcher as D
+from vibetensor.library import Library
+
+RNG = np.random.default_rng(11)
+
+
+def _t(shape, dtype):
+    return vt.tensor(RNG.standard_normal(shape), dtype=dtype)
+
+
+def _count_dispatch(monkeypatch):
+    calls = []
+    orig = D.run_backend
+
+    def counting(op, args, kwargs, tensors=None):
+        calls.append(op.name)
+        return orig(op, args, kwargs, tensors)
+    monkeypatch.setattr(D, "run_backend", counting)
+    return calls
+
+
+CASES = [
+    ("add", lambda o: {}, lambda a, o: a + o),
+    ("add", lambda o: {"alpha": -0.37}, lambda a, o: vt.add(a, o, alpha=-0.37)),
+    ("sub", lambda o: {}, lambda a, o: a - o),
+    ("sub", lambda o: {"alpha": 3}, lambda a, o: vt.sub(a, o, alpha=3)),
+    ("mul", lambda o: {}, lambda a, o: a * o),
+    ("div", lambda o: {}, lambda a, o: a / o),
+]
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.float64])
+@pytest.mark.parametrize("name,kw,ref", CASES)
+@pytest.mark.parametrize("other", ["same", "row", "scalar_f", "scalar_i", "self"])
+def test_bit_identical_to_out_of_place_and_no_dispatch(monkeypatch, dtype, name, kw, ref, other):
+    base = _t((5, 7), dtype)
+    o = {"same": _t((5, 7), dtype), "row": _t((1, 7), dtype), "scalar_f": 0.731, "scalar_i": -3,
+         "self": None}[other]
+    want = ref(base, base if o is None else o).numpy()
+    t = base.clone()
+    data = t._data
+    v0 = t._version
+    calls = _count_dispatch(monkeypatch)
+    getattr(t, name + "_")(t if o is None else o, **kw(o))
+    assert calls == [], f"{name}_ went through the dispatcher: {calls}"
+    assert t._data is data and t._version == v0 + 1
+    got = t.numpy()
+    assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+
+
+def test_non_contiguous_and_overlapping_views_match_out_of_place():
+    a = _t((6, 8), vt.float32)
+    want = (a.t() * 2.5).numpy()
+    t = a.clone().t()            # a transposed view: writes land in the base's storage
+    t.mul_(2.5)
+    assert np.array_equal(t.numpy(), want)
+    b = _t((10,), vt.float64)
+    want = b[1:].numpy() + b[:-1].numpy()
+    c = b.clone()
+    c[1:].add_(c[:-1])           # overlapping source and destination: numpy buffers the overlap
+    assert np.array_equal(c[1:].numpy(), want)
+
+
+def test_division_by_zero_is_silent_like_out_of_place():
+    t = vt.tensor([1.0, -1.0, 0.0])
+    with np.errstate(all="raise"):
+        t.div_(0.0)
+    got = t.numpy()
+    assert got[0] == np.inf and got[1] == -np.inf and np.isnan(got[2])
+
+
+def test_general_path_cases_keep_their_errors_and_results(monkeypatch):
+    t = vt.zeros(3)
+    with pytest.raises(vt.ShapeError, match="cannot change the shape"):
+        t.add_(vt.ones(2, 3))                       # broadcast would grow t
+    e = vt.ones(3).expand(2, 3)
+    with pytest.raises(RuntimeError, match="read-only"):
+        e.add_(1.0)
+    f = vt.ones(3)
+    f.add_(vt.tensor([0.5, 0.5, 0.5], dtype=vt.float64))  # float64 operand: general path, cast back
+    assert f.dtype is vt.float32 and np.array_equal(f.numpy(), np.full(3, 1.5, np.float32))
+    i = vt.tensor([1, 2, 3])
+    i.mul_(2)                                        # integer tensors: general path
+    assert np.array_equal(i.numpy(), [2, 4, 6])
+    with pytest.raises(vt.DTypeError):
+        i.div_(2)                                    # true division cannot land in an int tensor
+    calls = _count_dispatch(monkeypatch)
+    g = vt.ones(3)
+    g.div_(2.0, rounding_mode="floor")               # other kwargs: general path
+    assert "floor_divide" in calls and np.array_equal(g.numpy(), np.zeros(3, np.float32))
+
+
+def test_library_override_is_respected():
+    lib = Library("vt", "IMPL")
+    lib.impl("add", lambda a, b, alpha=1: a * 0 + 42, dispatch_key="CPU")
+    try:
+        t = vt.ones(3)
+        t.add_(1.0)
+        assert np.array_equal(t.numpy(), np.full(3, 42, np.float32))
+    finally:
+        lib.close()
+    t = vt.ones(3)
+    t.add_(1.0)
+    assert np.array_equal(t.numpy(), np.full(3, 2, np.float32))
+
+
+def test_version_bump_still_catches_a_modified_saved_tensor():
+    x = vt.randn(4, requires_grad=True)
+    w = vt.randn(4)
+    y = (x * w).sum()                # mul saved w
+    with vt.no_grad():
+        w.add_(1.0)                  # direct path
+    with pytest.raises(vt.AutogradError, match="modified by an inplace operation"):
+        y.backward()
