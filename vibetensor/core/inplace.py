@@ -3,9 +3,14 @@
 An in-place op computes its result with the out-of-place op, then writes it into this tensor's
 storage (so views see it) and bumps the shared version counter. Under autograd the op runs on a
 clone of the old value (so the saved input stays intact) and this tensor takes over the new node.
+Outside autograd, add_/sub_/mul_/div_ of float numpy tensors skip the result tensor and the copy:
+one ufunc writes into the storage (``_direct``), bit-identical to the general path.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from . import dispatcher as _disp
 from . import dtype as _dt
 from .dispatcher import ops
 from .grad_mode import _state as _grad_state
@@ -33,7 +38,7 @@ def _write(t, res, name):
     if rd.shape != td.shape:
         raise ShapeError(f"{name}_: the result has shape {tuple(rd.shape)}, which does not match the tensor's "
                          f"shape {tuple(td.shape)}: in-place ops cannot change the shape")
-    if res._dtype is not t._dtype and _dt.promote_types(res._dtype, t._dtype) is not t._dtype:
+    if res._dtype is not t._dtype and res._dtype._cat > t._dtype._cat:  # torch.can_cast: no float -> int -> bool
         raise DTypeError(f"{name}_: result type {res._dtype.name} can't be cast to the tensor's dtype "
                          f"{t._dtype.name}; use the out-of-place op or convert the tensor first")
     if not _writeable(td):
@@ -73,9 +78,66 @@ def apply(t: Tensor, name: str, args, kwargs):
         t._output_nr = res._output_nr
         t.requires_grad = res.requires_grad
         return t
+    if t._device.type == "cpu" and _direct(t, name, args, kwargs):
+        return t
     res = op(t, *args, **kwargs)
     _write(t, res, name)
     return t
+
+
+_DIRECT = None  # ops.elementwise.DIRECT_INPLACE, looked up once (the ops register after this module)
+_FLOATS = (_dt.float32, _dt.float64)
+
+
+def _direct(t, name, args, kwargs):
+    """``t.<name>_(other[, alpha=])`` as one numpy ufunc writing into t's storage, when the result is
+    bit-identical to the out-of-place op's (same dtype, built-in kernels, no autocast/sharding) and
+    needs no check the slow path makes (a broadcast that changes t's shape or a read-only view fall
+    back, and raise there). True when done."""
+    global _DIRECT
+    if _DIRECT is None:
+        from .ops.elementwise import DIRECT_INPLACE
+        _DIRECT = DIRECT_INPLACE
+    entry = _DIRECT.get(name)
+    if entry is None or len(args) != 1 or t._dtype not in _FLOATS or t._is_sharded \
+            or _disp._autocast_hook is not None:
+        return False
+    chain, ufunc = entry
+    for op, kernel in chain:
+        if op.kernels.get(_disp.Key.CPU) is not kernel:
+            return False
+    alpha = 1
+    if kwargs:
+        if name in ("add", "sub") and len(kwargs) == 1 and "alpha" in kwargs:
+            alpha = kwargs["alpha"]
+            if type(alpha) not in (int, float):
+                return False
+        elif not (name == "div" and len(kwargs) == 1 and kwargs.get("rounding_mode", 0) is None):
+            return False
+    o = args[0]
+    if isinstance(o, Tensor):
+        if o._dtype is not t._dtype or o._device is not t._device or o._is_sharded:
+            return False
+        b = o._data
+    elif type(o) in (int, float):  # a Python number never lifts a float tensor
+        b = o
+    else:
+        return False
+    a = t._data
+    if type(a) is not np.ndarray or not a.flags.writeable:
+        return False
+    if alpha != 1:
+        b = alpha * b  # as the out-of-place kernels compute ``a + alpha * b``
+    try:
+        if name == "div":  # true_divide's kernel is silent on /0 (PyTorch gives inf/nan quietly)
+            with np.errstate(all="ignore"):
+                ufunc(a, b, out=a)
+        else:
+            ufunc(a, b, out=a)
+    except ValueError:  # the result would not fit t's shape: numpy checks before writing anything
+        return False
+    t._vc.v += 1
+    return True
 
 
 def _init_op(t, name, args, kwargs):

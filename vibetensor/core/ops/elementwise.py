@@ -7,8 +7,10 @@ can be registered for any of them later. The rest of the elementwise set lives i
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import dtype as _dt
-from ..dispatcher import defop
+from ..dispatcher import Key, defop
 from ._util import V, xp_of
 from .elementwise_util import bcast_error, binary_grads, check_int_zero_div, f32, int_kind, no_bools, zeros_for
 from ...errors import DTypeError
@@ -146,6 +148,17 @@ def neg(a):
 @neg.def_backward
 def _(ctx, g):
     return -g
+
+
+# In-place fast path (core/inplace.py): on numpy, ``t.add_(o)`` with o of t's float dtype (or a Python
+# number) runs the ufunc straight into t's storage -- no result tensor, no copy back -- but only while
+# every op in the chain still has the built-in CPU kernel named here (a library override turns it off).
+DIRECT_INPLACE = {
+    "add": (((add, add.kernels[Key.CPU]),), np.add),
+    "sub": (((sub, sub.kernels[Key.CPU]), (_sub, _sub.kernels[Key.CPU])), np.subtract),
+    "mul": (((mul, mul.kernels[Key.CPU]),), np.multiply),
+    "div": (((div, div.kernels[Key.CPU]), (true_divide, true_divide.kernels[Key.CPU])), np.true_divide),
+}
 
 
 # the rest of the elementwise set registers on import
