@@ -9,19 +9,15 @@ at the end of each loop (the GPU never becomes the bottleneck at 32x32).
 from __future__ import annotations
 
 import argparse
-import time
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from host_step import best_of  # noqa: E402
 
 
 def bench(fn, iters, sync):
-    best = float("inf")
-    for _ in range(5):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        sync()
-        best = min(best, (time.perf_counter() - t0) / iters)
-    return best * 1e6
+    return best_of(fn, iters, sync) * 1e6
 
 
 def main():

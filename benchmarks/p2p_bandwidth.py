@@ -15,7 +15,6 @@ import argparse
 import os
 import time
 
-import numpy as np
 
 
 def _best(fn, reps, sync):

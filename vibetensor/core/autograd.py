@@ -11,7 +11,7 @@ import heapq
 import itertools
 
 from . import dispatcher as _disp
-from .grad_mode import no_grad, is_grad_enabled, _state as _grad_state
+from .grad_mode import no_grad, _state as _grad_state
 from ..errors import AutogradError
 
 _seq = itertools.count()

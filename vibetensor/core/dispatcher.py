@@ -168,14 +168,17 @@ _sharded_handler = None  # set by vibetensor.fabric when imported
 _autocast_hook = None  # set by vibetensor.amp while an autocast region is active
 
 
+_SEQ = (list, tuple)
+
+
 def _scan(args):
-    """(tensors in flattened order, any requires_grad, any sharded)."""
+    """The tensor arguments, in flattened order (one level of lists/tuples)."""
     T = _Tensor
     tensors = []
     for a in args:
         if isinstance(a, T):
             tensors.append(a)
-        elif type(a) in (list, tuple):
+        elif type(a) in _SEQ:
             for b in a:
                 if isinstance(b, T):
                     tensors.append(b)
@@ -187,25 +190,13 @@ def dispatch(op: OpDef, args, kwargs):
         args = _autocast_hook(op, args)
     if op.composite:
         return _composite(op, args, kwargs)
-    # one pass: the tensors (flattened order) and whether any needs autograd or the Sharded key
-    T = _Tensor
-    tensors = []
-    grad = sharded = False
-    for a in args:
-        if isinstance(a, T):
-            tensors.append(a)
-            if a.requires_grad:
-                grad = True
-            if a._is_sharded:
-                sharded = True
-        elif type(a) in _SEQ:
-            for b in a:
-                if isinstance(b, T):
-                    tensors.append(b)
-                    if b.requires_grad:
-                        grad = True
-                    if b._is_sharded:
-                        sharded = True
+    tensors = _scan(args)
+    grad = sharded = False  # whether any input needs the Autograd or the Sharded key
+    for t in tensors:
+        if t.requires_grad:
+            grad = True
+        if t._is_sharded:
+            sharded = True
     if grad and _grad_state.enabled and (op.backward_fn is not None or Key.AUTOGRAD in op.kernels):
         k = op.kernels.get(Key.AUTOGRAD)
         if k is not None:
@@ -214,9 +205,6 @@ def dispatch(op: OpDef, args, kwargs):
     if sharded:
         return dispatch_below_autograd(op, args, kwargs, tensors)
     return run_backend(op, args, kwargs, tensors)
-
-
-_SEQ = (list, tuple)
 
 
 def _composite(op, args, kwargs):
@@ -331,12 +319,7 @@ def run_backend(op, args, kwargs, tensors=None):
         elif (cast is None or cast is _dt.bfloat16) and od == _F32 and (
                 len(tensors) > 1 or tensors[0]._dtype is _dt.bfloat16) and _bf16_lifted(tensors, args, kwargs):
             out = out.astype(_dt.bfloat16.np)
-        t = _Tensor._make(out, dev)
-        if op.view:
-            src = tensors[0]
-            t._vc = src._vc
-            t._base = src if src._base is None else src._base
-        return t
+        return _wrap1(op, out, dev, tensors)
     return _wrap_out(op, out, dev, tensors)
 
 

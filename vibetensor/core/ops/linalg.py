@@ -42,7 +42,6 @@ def _check_matmul(opname, a, b):
 
 def _mm(a, b):
     """xp.matmul with CPU half -> float32."""
-    xp = xp_of(a)
     a2, b2 = up_cpu(a), up_cpu(b)
     out = _bmatmul(a2, b2)
     return out if a2 is a else out.astype(a.dtype)
@@ -200,7 +199,6 @@ def linear(input, weight, bias=None):
     """``input @ weight.T + bias`` with weight (out_features, in_features)."""
     x, w, b = input, weight, bias
     _check_linear(x, w, b)
-    xp = xp_of(x)
     x2, w2 = up_cpu(x), up_cpu(w)
     if w.ndim == 1:
         out = _bmatmul(x2, w2)
@@ -225,7 +223,6 @@ def _(ctx, g):
 @defop("linear_backward")
 def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None):
     """(grad_input, grad_weight, grad_bias) of ``linear``."""
-    xp = xp_of(g)
     dt = x.dtype
     g2, x2, w2 = up_cpu(g), up_cpu(x), up_cpu(w)
     gx = gw = gb = None
