@@ -16,6 +16,7 @@ from .device import device as _as_device
 from ..errors import AutogradError, ShapeError
 
 V = _disp.ops.vt  # every op, looked up at call time
+_FROM_NP = _dt._FROM_NP
 
 
 class _VersionCounter:
@@ -47,13 +48,12 @@ class Tensor:
     @classmethod
     def _make(cls, arr, dev: Device, requires_grad=False):
         t = object.__new__(cls)
-        if not hasattr(arr, "shape"):
-            arr = np.asarray(arr)
-        elif type(arr) is not np.ndarray and isinstance(arr, np.generic):
-            arr = np.asarray(arr)
+        if type(arr) is not np.ndarray and (not hasattr(arr, "shape") or isinstance(arr, np.generic)):
+            arr = np.asarray(arr)  # Python and numpy scalars become 0-d arrays (CuPy arrays pass)
         t._data = arr
         t._device = dev
-        t._dtype = _dt.from_numpy_dtype(arr.dtype)
+        d = _FROM_NP.get(arr.dtype)
+        t._dtype = d if d is not None else _dt.from_numpy_dtype(arr.dtype)
         t.requires_grad = requires_grad
         t.grad = None
         t.grad_fn = None
