@@ -12,3 +12,7 @@ run() { local name=$1; shift; echo "== $name: $*"; timeout 420 "$@" > "$OUT/$nam
 run gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider tests
 run cuda_param python3 -m pytest -q -k cuda -p no:cacheprovider tests/core
 run mpi_suite python3 -m pytest -q -p no:cacheprovider tests/test_mpi_suite.py
+# host cost per op and a toy GPT step next to torch on the GPU (the third session changed the shared
+# dispatcher path without a GPU: these rows are its first GPU figures)
+run host_step python3 benchmarks/host_step.py --device cuda --iters 5000 --steps 100
+tail -12 "$OUT/host_step.log"

@@ -198,7 +198,7 @@ def record(op, args, kwargs, tensors):
     ctx.op_name = op.name
     ctx.freed = False
     ctx.kwargs = kwargs
-    ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+    ctx.needs_input_grad = tuple([t.requires_grad for t in tensors])
     saved, versions = [], []
     save = op.save
     T = _disp._Tensor
@@ -368,9 +368,14 @@ def _free(ctx):
     ctx._versions = ()
     ctx.out = None
     T = _disp._Tensor
-    ctx.args = tuple(TensorMeta(a) if isinstance(a, T) else
-                     (type(a)(TensorMeta(b) if isinstance(b, T) else b for b in a) if type(a) in (list, tuple) else a)
-                     for a in ctx.args)
+    args = []
+    for a in ctx.args:
+        if isinstance(a, T):
+            a = TensorMeta(a)
+        elif type(a) in (list, tuple):
+            a = type(a)([TensorMeta(b) if isinstance(b, T) else b for b in a])
+        args.append(a)
+    ctx.args = tuple(args)
 
 
 def _fill_zeros(node, buf):

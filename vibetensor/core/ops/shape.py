@@ -36,7 +36,7 @@ def _try_view(a, shape):
     """``a`` viewed as ``shape`` without copying, or None when the strides do not allow it."""
     if type(a) is np.ndarray:
         try:
-            return np.reshape(a, shape, copy=False)  # numpy 2.5 deprecates assigning .shape
+            return a.reshape(shape, copy=False)  # the method: np.reshape adds a Python wrapper per call
         except ValueError:
             return None
     out = a.view()
