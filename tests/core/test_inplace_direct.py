@@ -86,6 +86,12 @@ def test_general_path_cases_keep_their_errors_and_results(monkeypatch):
     f = vt.ones(3)
     f.add_(vt.tensor([0.5, 0.5, 0.5], dtype=vt.float64))  # float64 operand: general path, cast back
     assert f.dtype is vt.float32 and np.array_equal(f.numpy(), np.full(3, 1.5, np.float32))
+    h = vt.ones(3, dtype=vt.bfloat16)
+    h.add_(vt.tensor([0.5, 0.25, 2.0]))              # float32 result into bfloat16 (torch allows it)
+    assert h.dtype is vt.bfloat16 and np.array_equal(h.float().numpy(), [1.5, 1.25, 3.0])
+    i32 = vt.tensor([1, 2, 3], dtype=vt.int32)
+    i32.add_(vt.tensor([10, 20, 30], dtype=vt.int64))  # int64 result into int32
+    assert i32.dtype is vt.int32 and np.array_equal(i32.numpy(), [11, 22, 33])
     i = vt.tensor([1, 2, 3])
     i.mul_(2)                                        # integer tensors: general path
     assert np.array_equal(i.numpy(), [2, 4, 6])

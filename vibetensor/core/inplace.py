@@ -38,9 +38,11 @@ def _write(t, res, name):
     if rd.shape != td.shape:
         raise ShapeError(f"{name}_: the result has shape {tuple(rd.shape)}, which does not match the tensor's "
                          f"shape {tuple(td.shape)}: in-place ops cannot change the shape")
-    if res._dtype is not t._dtype and res._dtype._cat > t._dtype._cat:  # torch.can_cast: no float -> int -> bool
-        raise DTypeError(f"{name}_: result type {res._dtype.name} can't be cast to the tensor's dtype "
-                         f"{t._dtype.name}; use the out-of-place op or convert the tensor first")
+    if res._dtype is not t._dtype:
+        if res._dtype._cat > t._dtype._cat:  # torch.can_cast: no float -> int -> bool
+            raise DTypeError(f"{name}_: result type {res._dtype.name} can't be cast to the tensor's dtype "
+                             f"{t._dtype.name}; use the out-of-place op or convert the tensor first")
+        rd = rd.astype(td.dtype)  # same-kind downcast, as PyTorch (float64 result into a float32 tensor)
     if not _writeable(td):
         raise RuntimeError(f"{name}_: this tensor's memory is read-only (an expanded or broadcast view); "
                            f"call .clone() first")
