@@ -240,6 +240,11 @@ def test_cpu_numpy_path_steps_a_model_and_skips_what_it_cannot_take():
     p = nn.Parameter(vt.ones(3))
     p.grad = vt.ones(3, dtype=vt.float64)
     assert not adam._numpy_ok(p, {"exp_avg": vt.zeros(3), "exp_avg_sq": vt.zeros(3)}, False)
+    ro = vt.zeros(3)
+    ro._data.flags.writeable = False  # e.g. state loaded from a read-only buffer: the dispatched path explains
+    p.grad = vt.ones(3)
+    assert adam._numpy_ok(p, {"exp_avg": vt.zeros(3), "exp_avg_sq": vt.zeros(3)}, False)
+    assert not adam._numpy_ok(p, {"exp_avg": ro, "exp_avg_sq": vt.zeros(3)}, False)
     opt = vt.optim.AdamW([p16], lr=0.1)
     opt.step()
     assert p16.dtype == vt.float16 and float(p16.detach().float().numpy()[0]) < 1.0

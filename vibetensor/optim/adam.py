@@ -29,7 +29,7 @@ def _numpy_ok(p, state, amsgrad):
     for k in ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ()):
         t = state.get(k)
         if t is None or t._dtype is not p._dtype or t._data.shape != p._data.shape or t._is_sharded \
-                or type(t._data) is not np.ndarray:
+                or type(t._data) is not np.ndarray or not t._data.flags.writeable:
             return False
     return True
 
