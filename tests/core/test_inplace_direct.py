@@ -1,5 +1,5 @@
-"""The in-place fast path (core/inplace.py ``_direct``): add_/sub_/mul_/div_ on float numpy tensors run
-one ufunc into the tensor's storage. Results must be bit-identical to the out-of-place op, every case
+"""The in-place fast path (core/inplace.py ``_direct``): add_/sub_/mul_/div_ on float tensors run one
+numpy or CuPy ufunc into the tensor's storage. Results must be bit-identical to the out-of-place op, every case
 it does not cover must take the general path (same errors as before), and overrides must win."""
 import numpy as np
 import pytest
@@ -11,8 +11,8 @@ from vibetensor.library import Library
 RNG = np.random.default_rng(11)
 
 
-def _t(shape, dtype):
-    return vt.tensor(RNG.standard_normal(shape), dtype=dtype)
+def _t(shape, dtype, device="cpu"):
+    return vt.tensor(RNG.standard_normal(shape), dtype=dtype, device=device)
 
 
 def _count_dispatch(monkeypatch):
@@ -39,9 +39,9 @@ CASES = [
 @pytest.mark.parametrize("dtype", [vt.float32, vt.float64])
 @pytest.mark.parametrize("name,kw,ref", CASES)
 @pytest.mark.parametrize("other", ["same", "row", "scalar_f", "scalar_i", "self"])
-def test_bit_identical_to_out_of_place_and_no_dispatch(monkeypatch, dtype, name, kw, ref, other):
-    base = _t((5, 7), dtype)
-    o = {"same": _t((5, 7), dtype), "row": _t((1, 7), dtype), "scalar_f": 0.731, "scalar_i": -3,
+def test_bit_identical_to_out_of_place_and_no_dispatch(monkeypatch, device, dtype, name, kw, ref, other):
+    base = _t((5, 7), dtype, device)
+    o = {"same": _t((5, 7), dtype, device), "row": _t((1, 7), dtype, device), "scalar_f": 0.731, "scalar_i": -3,
          "self": None}[other]
     want = ref(base, base if o is None else o).numpy()
     t = base.clone()
@@ -49,10 +49,32 @@ def test_bit_identical_to_out_of_place_and_no_dispatch(monkeypatch, dtype, name,
     v0 = t._version
     calls = _count_dispatch(monkeypatch)
     getattr(t, name + "_")(t if o is None else o, **kw(o))
-    assert calls == [], f"{name}_ went through the dispatcher: {calls}"
+    if device == "cuda" and kw(o):   # CUDA takes alpha != 1 through the general path (see _direct)
+        assert calls, f"{name}_ with {kw(o)} on CUDA should take the general path"
+    else:
+        assert calls == [], f"{name}_ went through the dispatcher: {calls}"
     assert t._data is data and t._version == v0 + 1
     got = t.numpy()
     assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.gpu
+def test_cuda_overlapping_views_take_the_general_path():
+    b = _t((10,), vt.float32, "cuda")
+    want = b[1:].numpy() + b[:-1].numpy()
+    c = b.clone()
+    c[1:].add_(c[:-1])           # overlapping: CuPy would read values it already wrote
+    assert np.array_equal(c[1:].numpy(), want)
+    a = _t((6, 8), vt.float32, "cuda")
+    want = (a.t() * a.t()).numpy()
+    t = a.clone().t()
+    t.mul_(t)                    # the same storage, same positions: direct path, exact
+    assert np.array_equal(t.numpy(), want)
+    big = _t((1 << 20,), vt.float32, "cuda")   # the float4 kernel's size: still bit-identical
+    o = _t((1 << 20,), vt.float32, "cuda")
+    want = (big + o).numpy()
+    big.add_(o)
+    assert np.array_equal(big.numpy(), want)
 
 
 def test_non_contiguous_and_overlapping_views_match_out_of_place():
@@ -76,11 +98,11 @@ def test_division_by_zero_is_silent_like_out_of_place():
     assert got[0] == np.inf and got[1] == -np.inf and np.isnan(got[2])
 
 
-def test_general_path_cases_keep_their_errors_and_results(monkeypatch):
-    t = vt.zeros(3)
+def test_general_path_cases_keep_their_errors_and_results(monkeypatch, device):
+    t = vt.zeros(3, device=device)
     with pytest.raises(vt.ShapeError, match="cannot change the shape"):
-        t.add_(vt.ones(2, 3))                       # broadcast would grow t
-    e = vt.ones(3).expand(2, 3)
+        t.add_(vt.ones(2, 3, device=device))        # broadcast would grow t
+    e = vt.ones(3, device=device).expand(2, 3)
     with pytest.raises(RuntimeError, match="read-only"):
         e.add_(1.0)
     f = vt.ones(3)

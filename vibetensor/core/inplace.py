@@ -3,13 +3,14 @@
 An in-place op computes its result with the out-of-place op, then writes it into this tensor's
 storage (so views see it) and bumps the shared version counter. Under autograd the op runs on a
 clone of the old value (so the saved input stays intact) and this tensor takes over the new node.
-Outside autograd, add_/sub_/mul_/div_ of float numpy tensors skip the result tensor and the copy:
-one ufunc writes into the storage (``_direct``), bit-identical to the general path.
+Outside autograd, add_/sub_/mul_/div_ of float tensors skip the result tensor and the copy: one
+numpy or CuPy ufunc writes into the storage (``_direct``), bit-identical to the general path.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import backend as _be
 from . import dispatcher as _disp
 from . import dtype as _dt
 from .dispatcher import ops
@@ -80,7 +81,7 @@ def apply(t: Tensor, name: str, args, kwargs):
         t._output_nr = res._output_nr
         t.requires_grad = res.requires_grad
         return t
-    if t._device.type == "cpu" and _direct(t, name, args, kwargs):
+    if _direct(t, name, args, kwargs):
         return t
     res = op(t, *args, **kwargs)
     _write(t, res, name)
@@ -105,8 +106,12 @@ def _direct(t, name, args, kwargs):
             or _disp._autocast_hook is not None:
         return False
     chain, ufunc = entry
+    a = t._data
+    cuda = type(a) is not np.ndarray
+    if cuda and not _cuda_ok(chain, a):
+        return False
     for op, kernel in chain:
-        if op.kernels.get(_disp.Key.CPU) is not kernel:
+        if not cuda and op.kernels.get(_disp.Key.CPU) is not kernel:
             return False
     alpha = 1
     if kwargs:
@@ -125,8 +130,20 @@ def _direct(t, name, args, kwargs):
         b = o
     else:
         return False
-    a = t._data
-    if type(a) is not np.ndarray or not a.flags.writeable:
+    if cuda:
+        # CuPy ufuncs do not guard against overlapping operands, and the float4 add kernel fuses
+        # a + alpha*b into one rounding: alpha 1 and a disjoint (or identical) operand only
+        if alpha != 1 or (isinstance(o, Tensor) and not _same_or_disjoint(a, b)):
+            return False
+        try:
+            with _be.device_guard(t._device):
+                ufunc = getattr(_be.cupy_module(), ufunc.__name__)
+                ufunc(a, b, out=a)
+        except ValueError:  # b does not broadcast to t's shape: the general path raises the clear error
+            return False
+        t._vc.v += 1
+        return True
+    if not a.flags.writeable:
         return False
     if alpha != 1:
         b = alpha * b  # as the out-of-place kernels compute ``a + alpha * b``
@@ -140,6 +157,28 @@ def _direct(t, name, args, kwargs):
         return False
     t._vc.v += 1
     return True
+
+
+def _cuda_ok(chain, a):
+    """A writable CuPy array whose ops run the built-in kernels (the generic one or its fused wrapper)."""
+    if not _be.is_cuda_array(a) or not _writeable(a):
+        return False
+    for op, kernel in chain:
+        k = op.kernels.get(_disp.Key.CUDA)
+        if k is not kernel and getattr(k, "__module__", None) != "vibetensor.cuda.fused":
+            return False
+    return True
+
+
+def _same_or_disjoint(a, b):
+    if b is a:
+        return True
+    if not (a.flags.c_contiguous and b.flags.c_contiguous):
+        return False
+    pa, pb = a.data.ptr, b.data.ptr
+    if pa == pb and a.shape == b.shape:
+        return True
+    return pa + a.nbytes <= pb or pb + b.nbytes <= pa
 
 
 def _init_op(t, name, args, kwargs):

@@ -18,6 +18,8 @@ _state = threading.local()
 _peak: dict = {}
 _counts: dict = {}
 _installed = False
+_pool_malloc = _pool_used = None   # the default pool's bound methods, set by install()
+_OOM = MemoryError
 _recording = False
 _history: dict = {}     # device -> {ptr: block}
 _segments: dict = {}    # device -> {ptr: segment}
@@ -36,26 +38,35 @@ def _pool():
 
 
 def _malloc(size):
-    cp = _cp()
-    pool = cp.get_default_memory_pool()
-    dev = cp.cuda.runtime.getDevice()
-    c = _counts.setdefault(dev, [0, 0, 0])
+    # the per-allocation hot path: one pool call, one counter, one peak compare (no per-call lookups)
     try:
-        mem = pool.malloc(size)
-    except cp.cuda.memory.OutOfMemoryError:
-        c[2] += 1
-        pool.free_all_blocks()   # rung 1: give cached blocks back to the driver
-        gc.collect()             # rung 2: tensors only kept alive by reference cycles
-        pool.free_all_blocks()
-        try:
-            mem = pool.malloc(size)
-        except cp.cuda.memory.OutOfMemoryError:
-            _raise_oom(size, dev)
+        mem = _pool_malloc(size)
+    except _OOM:
+        mem = _malloc_ladder(size)
+    dev = mem.device_id
+    c = _counts.get(dev)
+    if c is None:
+        c = _counts[dev] = [0, 0, 0]
     c[0] += 1
-    used = pool.used_bytes()
+    used = _pool_used()
     if used > _peak.get(dev, 0):
         _peak[dev] = used
     return mem
+
+
+def _malloc_ladder(size):
+    """Allocation failed: free cached blocks and garbage, retry, else raise OutOfMemoryError."""
+    cp = _cp()
+    pool = cp.get_default_memory_pool()
+    dev = cp.cuda.runtime.getDevice()
+    _counts.setdefault(dev, [0, 0, 0])[2] += 1
+    pool.free_all_blocks()   # rung 1: give cached blocks back to the driver
+    gc.collect()             # rung 2: tensors only kept alive by reference cycles
+    pool.free_all_blocks()
+    try:
+        return pool.malloc(size)
+    except _OOM:
+        _raise_oom(size, dev)
 
 
 def _raise_oom(size, dev):
@@ -85,7 +96,10 @@ def install():
     global _installed
     if _installed:
         return
+    global _pool_malloc, _pool_used, _OOM
     cp = _cp()
+    pool = cp.get_default_memory_pool()
+    _pool_malloc, _pool_used, _OOM = pool.malloc, pool.used_bytes, cp.cuda.memory.OutOfMemoryError
     cp.cuda.set_allocator(_malloc)
     _installed = True
 

@@ -78,6 +78,11 @@ def _threads(n):
     return int(min(1024, max(32, 1 << (int(n) - 1).bit_length() if n > 1 else 32)))
 
 
+def _c(x):
+    """x in C order; a contiguous x is returned as is (CuPy's ascontiguousarray costs ~10 us even then)."""
+    return x if x.flags.c_contiguous else _be.cupy_module().ascontiguousarray(x)
+
+
 def _ptr(a):
     return 0 if a is None else a
 
@@ -88,7 +93,7 @@ def layer_norm_fwd(x, w, b, eps):
     cp = _be.cupy_module()
     N = x.shape[-1]
     M = x.size // max(N, 1)
-    x = cp.ascontiguousarray(x)
+    x = _c(x)
     y = cp.empty_like(x)
     mean = cp.empty((M,), dtype=cp.float32)
     rstd = cp.empty((M,), dtype=cp.float32)
@@ -132,8 +137,8 @@ def _mod_fn(name):
 def layer_norm_bwd(dy, x, w, eps, need_w=True, need_b=True):
     """-> (dx, dw, db); the row statistics are recomputed in the kernel."""
     cp = _be.cupy_module()
-    dy = cp.ascontiguousarray(dy.astype(x.dtype, copy=False))
-    x = cp.ascontiguousarray(x)
+    dy = _c(dy.astype(x.dtype, copy=False))
+    x = _c(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
     dx = cp.empty_like(x)
@@ -154,7 +159,7 @@ def rms_norm_fwd(x, w, eps):
     cp = _be.cupy_module()
     N = x.shape[-1]
     M = x.size // max(N, 1)
-    x = cp.ascontiguousarray(x)
+    x = _c(x)
     y = cp.empty_like(x)
     rstd = cp.empty((M,), dtype=cp.float32)
     if M:
@@ -164,8 +169,8 @@ def rms_norm_fwd(x, w, eps):
 
 def rms_norm_bwd(dy, x, w, eps, need_w=True):
     cp = _be.cupy_module()
-    dy = cp.ascontiguousarray(dy.astype(x.dtype, copy=False))
-    x = cp.ascontiguousarray(x)
+    dy = _c(dy.astype(x.dtype, copy=False))
+    x = _c(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
     dx = cp.empty_like(x)
@@ -200,7 +205,7 @@ def softmax_fwd(x, scale=1.0, causal=False, offset=0, out_dtype=None):
     from float32 scores) writes the probabilities in that dtype, saving a cast pass. Rows up to 1024
     elements take the warp-per-row kernel."""
     cp = _be.cupy_module()
-    x = cp.ascontiguousarray(x)
+    x = _c(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
     Tq = x.shape[-2] if x.ndim >= 2 else 1
@@ -218,10 +223,10 @@ def softmax_fwd(x, scale=1.0, causal=False, offset=0, out_dtype=None):
 def softmax_bwd(y, dy, scale=1.0):
     """dx in y's dtype; dy is float32 or y's dtype (other dtypes are cast to y's)."""
     cp = _be.cupy_module()
-    y = cp.ascontiguousarray(y)
+    y = _c(y)
     if dy.dtype != y.dtype and dy.dtype != _F32:
         dy = dy.astype(y.dtype)
-    dy = cp.ascontiguousarray(dy)
+    dy = _c(dy)
     N = y.shape[-1]
     M = y.size // max(N, 1)
     dx = cp.empty_like(y)
@@ -240,9 +245,9 @@ def softmax_bwd(y, dy, scale=1.0):
 def xent_fwd(x, target, ignore_index=-100, label_smoothing=0.0):
     """x: (R, C) logits, target: (R,) int64 -> (per-row loss float32, lse float32)."""
     cp = _be.cupy_module()
-    x = cp.ascontiguousarray(x)
+    x = _c(x)
     R, C = x.shape
-    tgt = cp.ascontiguousarray(target.astype(cp.int64, copy=False))
+    tgt = _c(target.astype(cp.int64, copy=False))
     loss = cp.empty((R,), dtype=cp.float32)
     lse = cp.empty((R,), dtype=cp.float32)
     if R:
@@ -254,10 +259,10 @@ def xent_fwd(x, target, ignore_index=-100, label_smoothing=0.0):
 def xent_bwd(x, target, lse, g, ignore_index=-100, label_smoothing=0.0):
     """g: per-row upstream gradient (R,) float32, or a 1-element array applied to every row."""
     cp = _be.cupy_module()
-    x = cp.ascontiguousarray(x)
+    x = _c(x)
     R, C = x.shape
-    tgt = cp.ascontiguousarray(target.astype(cp.int64, copy=False))
-    g = cp.ascontiguousarray(g.astype(cp.float32, copy=False)).reshape(-1)
+    tgt = _c(target.astype(cp.int64, copy=False))
+    g = _c(g.astype(cp.float32, copy=False)).reshape(-1)
     dx = cp.empty_like(x)
     if R:
         _fn("xent_bwd", x.dtype)((R,), (_threads(min(C, 1024)),),
@@ -273,7 +278,7 @@ def _grid(n):
 
 def gelu_fwd(x, approximate="none"):
     cp = _be.cupy_module()
-    x = cp.ascontiguousarray(x)
+    x = _c(x)
     y = cp.empty_like(x)
     if x.size:
         _fn("gelu_fwd", x.dtype)(*_grid(x.size), (x, y, cp.int64(x.size), cp.int32(approximate == "tanh")))
@@ -282,8 +287,8 @@ def gelu_fwd(x, approximate="none"):
 
 def gelu_bwd(x, g, approximate="none"):
     cp = _be.cupy_module()
-    x = cp.ascontiguousarray(x)
-    g = cp.ascontiguousarray(cp.broadcast_to(g.astype(x.dtype, copy=False), x.shape))
+    x = _c(x)
+    g = _c(cp.broadcast_to(g.astype(x.dtype, copy=False), x.shape))
     dx = cp.empty_like(x)
     if x.size:
         _fn("gelu_bwd", x.dtype)(*_grid(x.size), (x, g, dx, cp.int64(x.size), cp.int32(approximate == "tanh")))
@@ -293,7 +298,7 @@ def gelu_bwd(x, g, approximate="none"):
 def bias_add_(y, b):
     """y += b over y's last dim, in place; y contiguous, b (N,) of y's dtype."""
     cp = _be.cupy_module()
-    b = cp.ascontiguousarray(b.astype(y.dtype, copy=False))
+    b = _c(b.astype(y.dtype, copy=False))
     if y.size:
         _fn("bias_add", y.dtype)(*_grid(y.size), (y, b, cp.int64(y.size), cp.int64(y.shape[-1])))
     return y
@@ -302,7 +307,7 @@ def bias_add_(y, b):
 def col_sum(x):
     """Column sums of an (M, N) array in float32 (bias gradients): coalesced partials, then one sum."""
     cp = _be.cupy_module()
-    x = cp.ascontiguousarray(x)
+    x = _c(x)
     M, N = x.shape
     G = int(min(128, max(1, M // 64)))
     part = cp.empty((G, N), dtype=cp.float32)
@@ -345,9 +350,8 @@ def flash_ok(q, k, v) -> bool:
 
 def _bht(x):
     """(array with unit stride along D, heads per batch entry, (batch, head, token) element strides)."""
-    cp = _be.cupy_module()
     if x.strides[-1] != x.itemsize or x.ndim > 4:
-        x = cp.ascontiguousarray(x)
+        x = _c(x)
     if x.ndim > 4:
         x = x.reshape((-1,) + x.shape[-3:])
     isz = x.itemsize

@@ -1,0 +1,64 @@
+"""Kernel-level device time of one GPT training step, vibetensor and PyTorch, through torch.profiler
+(CUPTI sees every kernel in the process, CuPy's and our RawKernels included).
+
+    python scripts/kernel_profile.py [--config medium] [--amp] [--steps 3] [--top 30]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+import vibetensor as vt  # noqa: E402
+from train_gpt import CONFIGS, data  # noqa: E402
+from gpt import GPT, GPTConfig  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="medium")
+    ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--top", type=int, default=30)
+    a = ap.parse_args()
+    dim, layers, heads, batch, seq, vocab = cfg = CONFIGS[a.config]
+    b = data(cfg, 1)[0]
+    vt.manual_seed(0)
+    m = GPT(GPTConfig(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to("cuda")
+    opt = vt.optim.AdamW(m.parameters(), lr=3e-4)
+    x, y = vt.tensor(b[:, :-1], device="cuda"), vt.tensor(b[:, 1:], device="cuda")
+    F = vt.nn.functional
+
+    def step():
+        if a.amp:
+            with vt.autocast("cuda", dtype=vt.bfloat16):
+                logits = m(x)
+        else:
+            logits = m(x)
+        loss = F.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    vt.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(a.steps):
+            step()
+        vt.cuda.synchronize()
+    ev = [e for e in prof.key_averages()]
+    tot = sum(e.device_time_total for e in ev)
+    print(f"# vt {a.config} amp={a.amp}: {tot / a.steps / 1e3:.2f} ms device time per step, kernels by total time")
+    for e in sorted(ev, key=lambda e: -e.device_time_total)[:a.top]:
+        print(f"{e.device_time_total / a.steps / 1e3:8.3f} ms {e.count // a.steps:5d}x  {e.key[:110]}")
+
+
+if __name__ == "__main__":
+    main()
