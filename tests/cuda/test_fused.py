@@ -145,6 +145,30 @@ def test_attention_strided_heads(dtype, flash):
     _compare(fn, [x], dtype, *ATT_TOL[dtype], "sdpa_flash_backward" if flash else "sdpa_backward")
 
 
+@pytest.mark.parametrize("dtype", [vt.float16, vt.bfloat16])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("D", [16, 32, 64])
+def test_flash_tensor_core_kernels(dtype, causal, D, monkeypatch):
+    """float16/bfloat16 on sm_80+: the mma.sync kernels run forward and backward (several row blocks
+    and key tiles, a ragged last block, more keys than queries) and match float64 within the dtype's
+    tolerance."""
+    from vibetensor.cuda import kernels as K
+    q0 = vt.zeros(1, device="cuda", dtype=dtype)
+    if not K.tensor_cores(q0._data.dtype):
+        pytest.skip("tensor-core flash kernels need compute capability 8.0+")
+    used = []
+    orig = K._flash_tc_fn
+    monkeypatch.setattr(K, "_flash_tc_fn", lambda name, *a: used.append(name) or orig(name, *a))
+    import dataclasses
+    from vibetensor import _env
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="auto"))
+    q = np.random.randn(2, 3, 150, D)
+    k, v = np.random.randn(2, 3, 203, D), np.random.randn(2, 3, 203, D)
+    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], dtype,
+             *ATT_TOL[dtype], "sdpa_flash_backward")
+    assert set(used) >= {"flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc"}
+
+
 def test_flash_auto_takes_small_problems_only(monkeypatch):
     """VT_FLASH_ATTENTION=auto: flash kernels up to FLASH_AUTO_MAX_SCORES score elements, cuBLAS above
     (FLASH_AUTO_MAX_SCORES_GRAPH while capturing a graph)."""

@@ -146,12 +146,13 @@ def _sc(q, scale):
     return scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
 
 
-# The flash kernels run on CUDA cores: they save the launches and the score matrix of the
-# materialized path but do the products far slower than cuBLAS on tensor cores. "auto" takes them
-# where host time decides: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode (a
-# step there is host-bound and the materialized path costs ~2 ms of host time per layer), but only
-# up to FLASH_AUTO_MAX_SCORES_GRAPH while a CUDA graph is captured (replays have no host cost, so
-# device time decides). BENCHMARKS.md, "Attention paths", has the measurements.
+# float16/bfloat16 on sm_80+ run the tensor-core flash kernels (src_flash_tc.cu), which "auto" takes
+# at every size. The float32 flash kernels run on CUDA cores: they save the launches and the score
+# matrix of the materialized path but do the products far slower than cuBLAS. For them "auto" decides
+# by size: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode (a step there is
+# host-bound and the materialized path costs ~2 ms of host time per layer), but only up to
+# FLASH_AUTO_MAX_SCORES_GRAPH while a CUDA graph is captured (replays have no host cost, so device
+# time decides). BENCHMARKS.md, "Attention paths", has the measurements.
 FLASH_AUTO_MAX_SCORES = 1 << 24
 FLASH_AUTO_MAX_SCORES_GRAPH = 1 << 22
 
@@ -160,7 +161,7 @@ def _flash(q, k, v):
     mode = _env.flags().flash_attention
     if mode == "off" or not K.flash_ok(q, k, v):
         return False
-    if mode == "on":
+    if mode == "on" or K.tensor_cores(q.dtype):
         return True
     from .graphs import is_current_stream_capturing
     limit = FLASH_AUTO_MAX_SCORES_GRAPH if is_current_stream_capturing() else FLASH_AUTO_MAX_SCORES

@@ -340,6 +340,41 @@ def _flash_fn(name, dtype, D):
     return f
 
 
+_tc_modules: dict = {}
+_HALF = (np.dtype(np.float16),) + ((np.dtype(ml_dtypes.bfloat16),) if ml_dtypes is not None else ())
+
+
+def tensor_cores(dtype) -> bool:
+    """float16/bfloat16 on an sm_80+ device: the mma.sync flash kernels (src_flash_tc.cu) apply."""
+    if dtype not in _HALF:
+        return False
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    ok = _tc_modules.get(("cc", dev))
+    if ok is None:
+        ok = _tc_modules[("cc", dev)] = int(cp.cuda.Device(dev).compute_capability) >= 80
+    return ok
+
+
+def _flash_tc_fn(name, dtype, D):
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    key = (dev, name, dtype, D, "tc")
+    f = _functions.get(key)
+    if f is None:
+        m = _tc_modules.get(dev)
+        if m is None:
+            names = [f"{k}<{_CTYPE[t]}, {d}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc")
+                     for t in _HALF for d in FLASH_DIMS]
+            src = "".join(open(os.path.join(_DIR, f)).read() for f in ("src_rows.cu", "src_flash.cu", "src_flash_tc.cu"))
+            m = _tc_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
+        f = _functions[key] = m.get_function(f"{name}<{_CTYPE[dtype]}, {D}>")
+    return f
+
+
+_TC_ROWS = 64
+
+
 def flash_ok(q, k, v) -> bool:
     """Shapes and dtypes the flash kernels take: (..., T, D) with D in FLASH_DIMS, equal batch dims,
     one float dtype, k and v of one shape."""
@@ -379,9 +414,12 @@ def flash_fwd(q, k, v, scale, causal):
     BH = q.size // (Tq * D)
     o = cp.empty(q.shape, dtype=q.dtype)
     lse = cp.empty((BH, Tq), dtype=cp.float32)
-    _flash_fn("flash_fwd", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,), (
-        q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs),
-        cp.float32(scale), cp.int32(bool(causal))))
+    args = (q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs),
+            cp.float32(scale), cp.int32(bool(causal)))
+    if tensor_cores(q.dtype):
+        _flash_tc_fn("flash_fwd_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,), args)
+    else:
+        _flash_fn("flash_fwd", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,), args)
     return o, lse
 
 
@@ -407,6 +445,12 @@ def flash_bwd(g, q, k, v, scale, causal):
     dv = cp.empty(v.shape, dtype=q.dtype)
     common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs), *_i64(gs),
               cp.float32(scale), cp.int32(bool(causal)))
+    if tensor_cores(q.dtype):
+        _flash_tc_fn("flash_bwd_dq_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,),
+                                                    (q2, k2, v2, g2, lse, delta, dq) + common)
+        _flash_tc_fn("flash_bwd_dkdv_tc", q.dtype, D)(((Tk + _TC_ROWS - 1) // _TC_ROWS, BH), (128,),
+                                                      (q2, k2, v2, g2, lse, delta, dk, dv) + common)
+        return dq, dk, dv
     _flash_fn("flash_bwd_dq", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,),
                                           (q2, k2, v2, g2, lse, delta, dq) + common)
     _flash_fn("flash_bwd_dkdv", q.dtype, D)(((Tk + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,),

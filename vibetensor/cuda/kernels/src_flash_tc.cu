@@ -1,0 +1,337 @@
+// Flash attention on tensor cores (sm_80+, float16/bfloat16 in memory, float32 accumulation):
+// mma.sync m16n8k16 through inline PTX, so no header beyond cuda_fp16/cuda_bf16 is needed.
+// Appended to src_rows.cu and src_flash.cu (Strides, row_ptr, VT_NEG_INF).
+//
+// Each warp owns 16 rows (query rows forward and for dQ, key rows for dK/dV); a block is 4 warps
+// (64 rows). The other side's rows stream through shared memory in tiles of TC_TILE rows. Fragment
+// layouts are the PTX ISA's for m16n8k16: lane = 4*g + t holds A(g | g+8, 2t..2t+1 | +8),
+// B(2t..2t+1 | +8, g) and C(g | g+8, 2t..2t+1). Score accumulators (C layout) become the A operand
+// of the next product without leaving registers. Probabilities and dS are rounded to the input
+// dtype for their products (as FlashAttention-2 does); everything else accumulates in float32.
+
+#define TC_WARPS 4
+#define TC_ROWS (16 * TC_WARPS)
+
+template <typename T> struct TC;
+template <> struct TC<__half> {
+  static __device__ __forceinline__ unsigned pack(float a, float b) {
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<unsigned*>(&h);
+  }
+  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <> struct TC<__nv_bfloat16> {
+  static __device__ __forceinline__ unsigned pack(float a, float b) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<unsigned*>(&h);
+  }
+  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// Two 16-bit values of shared memory as one register: (r, c) and (r, c + 1), c even.
+__device__ __forceinline__ unsigned sh_pair(const unsigned short* s, int ld, int r, int c) {
+  return *reinterpret_cast<const unsigned*>(s + r * ld + c);
+}
+// The B operand of a product whose (k x n) tile is stored k-major -- rows r0..r0+15 of s, columns
+// c0..c0+7 -- transposed on the way by ldmatrix: b0 = (r0 + 2t, r0 + 2t + 1 ; c0 + g), b1 = rows + 8.
+__device__ __forceinline__ void sh_colpairs(const unsigned short* s, int ld, int r0, int c0, unsigned& b0, unsigned& b1) {
+  unsigned addr = (unsigned)__cvta_generic_to_shared(s + (r0 + (threadIdx.x & 15)) * ld + c0);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(b0), "=r"(b1) : "r"(addr));
+}
+
+// Rows [r0, r0 + ROWS) of a (T, D) matrix at base (this block's batch/head already applied; rows
+// st elements apart) into shared memory as raw 16-bit values, zeros past n. 16-byte vector loads
+// when base and the row stride allow (D is a multiple of 8), else element by element.
+template <int D, int ROWS>
+__device__ __forceinline__ void tc_load_tile(unsigned short* dst, const unsigned short* base, long long st,
+                                             long long r0, long long n) {
+  constexpr int LD = D + 8, V = D / 8;
+  if ((((unsigned long long)base | (unsigned long long)(st * 2)) & 15) == 0) {
+    for (int idx = threadIdx.x; idx < ROWS * V; idx += blockDim.x) {
+      int j = idx / V, c = (idx % V) * 8;
+      long long r = r0 + j;
+      uint4 x = make_uint4(0, 0, 0, 0);
+      if (r < n) x = *reinterpret_cast<const uint4*>(base + r * st + c);
+      *reinterpret_cast<uint4*>(dst + j * LD + c) = x;
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < ROWS * D; idx += blockDim.x) {
+      int j = idx / D, d = idx % D;
+      long long r = r0 + j;
+      dst[j * LD + d] = r < n ? base[r * st + d] : 0;
+    }
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ const unsigned short* bh_base(const T* p, Strides s, int bh, int H) {
+  return reinterpret_cast<const unsigned short*>(p + (long long)(bh / H) * s.b + (long long)(bh % H) * s.h);
+}
+
+// A fragments of 16 rows x D of a strided matrix, straight from global memory (once per block).
+template <typename T, int D>
+__device__ __forceinline__ void tc_load_a(unsigned (*a)[4], const T* base, Strides s, int bh, int H, long long row0,
+                                          long long n) {
+  int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+  const unsigned short* ra = row0 + g < n ? reinterpret_cast<const unsigned short*>(row_ptr(base, s, bh, H, row0 + g)) : nullptr;
+  const unsigned short* rb = row0 + g + 8 < n ? reinterpret_cast<const unsigned short*>(row_ptr(base, s, bh, H, row0 + g + 8)) : nullptr;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    int c = kk * 16 + 2 * t;
+    a[kk][0] = ra ? ((unsigned)ra[c] | ((unsigned)ra[c + 1] << 16)) : 0u;
+    a[kk][1] = rb ? ((unsigned)rb[c] | ((unsigned)rb[c + 1] << 16)) : 0u;
+    a[kk][2] = ra ? ((unsigned)ra[c + 8] | ((unsigned)ra[c + 9] << 16)) : 0u;
+    a[kk][3] = rb ? ((unsigned)rb[c + 8] | ((unsigned)rb[c + 9] << 16)) : 0u;
+  }
+}
+
+// acc[n] (16 x 8 per n) = A (16 x D, fragments) @ B^T where B is a (TILE x D) row-major shared tile.
+template <typename T, int D, int TILE>
+__device__ __forceinline__ void tc_abt(float (*acc)[4], const unsigned (*a)[4], const unsigned short* b) {
+  constexpr int LD = D + 8;
+  int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+#pragma unroll
+  for (int n = 0; n < TILE / 8; ++n) {
+    acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      TC<T>::mma(acc[n], a[kk], sh_pair(b, LD, n * 8 + g, kk * 16 + 2 * t), sh_pair(b, LD, n * 8 + g, kk * 16 + 2 * t + 8));
+  }
+}
+
+// out[dn] (16 x 8 per dn) += P (16 x TILE, C-layout scores) @ V where V is a (TILE x D) shared tile.
+template <typename T, int D, int TILE>
+__device__ __forceinline__ void tc_pv(float (*out)[4], const float (*p)[4], const unsigned short* v) {
+  constexpr int LD = D + 8;
+#pragma unroll
+  for (int kk = 0; kk < TILE / 16; ++kk) {
+    unsigned a[4] = {TC<T>::pack(p[2 * kk][0], p[2 * kk][1]), TC<T>::pack(p[2 * kk][2], p[2 * kk][3]),
+                     TC<T>::pack(p[2 * kk + 1][0], p[2 * kk + 1][1]), TC<T>::pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) {
+      unsigned b0, b1;
+      sh_colpairs(v, LD, kk * 16, dn * 8, b0, b1);
+      TC<T>::mma(out[dn], a, b0, b1);
+    }
+  }
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffff, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffff, v, 1);
+  return v + __shfl_xor_sync(0xffffffff, v, 2);
+}
+
+#define TC_FWD_TILE 64
+template <typename T, int D>
+__global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, const T* v, T* o, float* lse, int H, int Tq,
+    int Tk, long long qsb, long long qsh, long long qst, long long ksb, long long ksh, long long kst, long long vsb,
+    long long vsh, long long vst, float scale, int causal) {
+  FL_STRIDES(qs);
+  FL_STRIDES(ks);
+  FL_STRIDES(vs);
+  constexpr int TILE = TC_FWD_TILE, LD = D + 8;
+  __shared__ __align__(16) unsigned short Ks[TILE * LD], Vs[TILE * LD];
+  int bh = blockIdx.y, w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+  long long row0 = (long long)blockIdx.x * TC_ROWS + w * 16;
+  long long ra = row0 + g, rb = row0 + g + 8;
+  unsigned qa[D / 16][4];
+  tc_load_a<T, D>(qa, q, qs, bh, H, row0, Tq);
+  const unsigned short *kbase = bh_base(k, ks, bh, H), *vbase = bh_base(v, vs, bh, H);
+  float acc[D / 8][4];
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
+  float ma = VT_NEG_INF, mb = VT_NEG_INF, la = 0.f, lb = 0.f;  // la/lb: this lane's partial row sums
+  long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * TC_ROWS) - 1;
+  long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
+  for (long long k0 = 0; k0 < kend; k0 += TILE) {
+    __syncthreads();
+    tc_load_tile<D, TILE>(Ks, kbase, ks.t, k0, Tk);
+    tc_load_tile<D, TILE>(Vs, vbase, vs.t, k0, Tk);
+    __syncthreads();
+    if (row0 >= Tq || (causal && k0 > row0 + 15)) continue;  // this warp's rows see none of the tile
+    float s[TILE / 8][4];
+    tc_abt<T, D, TILE>(s, qa, Ks);
+    float xa = VT_NEG_INF, xb = VT_NEG_INF;
+#pragma unroll
+    for (int n = 0; n < TILE / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        long long key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? ra : rb;
+        float x = (key < Tk && !(causal && key > row)) ? s[n][e] * scale : VT_NEG_INF;
+        s[n][e] = x;
+        if (e < 2) xa = fmaxf(xa, x); else xb = fmaxf(xb, x);
+      }
+    float na = fmaxf(ma, quad_max(xa)), nb = fmaxf(mb, quad_max(xb));
+    float ca = ma == VT_NEG_INF ? 0.f : __expf(ma - na), cb = mb == VT_NEG_INF ? 0.f : __expf(mb - nb);
+    float sa = 0.f, sb = 0.f;
+#pragma unroll
+    for (int n = 0; n < TILE / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float m = e < 2 ? na : nb;
+        float p = m == VT_NEG_INF ? 0.f : __expf(s[n][e] - m);
+        s[n][e] = p;
+        if (e < 2) sa += p; else sb += p;
+      }
+    la = la * ca + sa;
+    lb = lb * cb + sb;
+    ma = na;
+    mb = nb;
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) { acc[dn][0] *= ca; acc[dn][1] *= ca; acc[dn][2] *= cb; acc[dn][3] *= cb; }
+    tc_pv<T, D, TILE>(acc, s, Vs);
+  }
+  la = quad_sum(la);
+  lb = quad_sum(lb);
+  float ia = la > 0.f ? 1.f / la : 0.f, ib = lb > 0.f ? 1.f / lb : 0.f;
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) {
+    int c = dn * 8 + 2 * t;
+    if (ra < Tq) { T* op = o + ((long long)bh * Tq + ra) * D; st(op, c, acc[dn][0] * ia); st(op, c + 1, acc[dn][1] * ia); }
+    if (rb < Tq) { T* op = o + ((long long)bh * Tq + rb) * D; st(op, c, acc[dn][2] * ib); st(op, c + 1, acc[dn][3] * ib); }
+  }
+  if (t == 0) {
+    if (ra < Tq) lse[(long long)bh * Tq + ra] = la > 0.f ? ma + logf(la) : VT_NEG_INF;
+    if (rb < Tq) lse[(long long)bh * Tq + rb] = lb > 0.f ? mb + logf(lb) : VT_NEG_INF;
+  }
+}
+
+// dQ = scale * dS @ K with dS = P * (dO V^T - delta), P = exp(scale * Q K^T - lse); one warp per 16 query rows.
+#define TC_BWD_TILE 32
+template <typename T, int D>
+__global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, const T* v, const T* dout,
+    const float* lse, const float* delta, T* dq, int H, int Tq, int Tk, long long qsb, long long qsh, long long qst,
+    long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst, long long gsb,
+    long long gsh, long long gst, float scale, int causal) {
+  FL_STRIDES(qs);
+  FL_STRIDES(ks);
+  FL_STRIDES(vs);
+  FL_STRIDES(gs);
+  constexpr int TILE = TC_BWD_TILE, LD = D + 8;
+  __shared__ __align__(16) unsigned short Ks[TILE * LD], Vs[TILE * LD];
+  int bh = blockIdx.y, w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+  long long row0 = (long long)blockIdx.x * TC_ROWS + w * 16;
+  long long ra = row0 + g, rb = row0 + g + 8;
+  unsigned qa[D / 16][4], ga[D / 16][4];
+  tc_load_a<T, D>(qa, q, qs, bh, H, row0, Tq);
+  tc_load_a<T, D>(ga, dout, gs, bh, H, row0, Tq);
+  float La = ra < Tq ? lse[(long long)bh * Tq + ra] : 0.f, Lb = rb < Tq ? lse[(long long)bh * Tq + rb] : 0.f;
+  float Da = ra < Tq ? delta[(long long)bh * Tq + ra] : 0.f, Db = rb < Tq ? delta[(long long)bh * Tq + rb] : 0.f;
+  const unsigned short *kbase = bh_base(k, ks, bh, H), *vbase = bh_base(v, vs, bh, H);
+  float acc[D / 8][4];
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
+  long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * TC_ROWS) - 1;
+  long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
+  for (long long k0 = 0; k0 < kend; k0 += TILE) {
+    __syncthreads();
+    tc_load_tile<D, TILE>(Ks, kbase, ks.t, k0, Tk);
+    tc_load_tile<D, TILE>(Vs, vbase, vs.t, k0, Tk);
+    __syncthreads();
+    if (row0 >= Tq || (causal && k0 > row0 + 15)) continue;
+    float s[TILE / 8][4], dp[TILE / 8][4];
+    tc_abt<T, D, TILE>(s, qa, Ks);
+    tc_abt<T, D, TILE>(dp, ga, Vs);
+#pragma unroll
+    for (int n = 0; n < TILE / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        long long key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? ra : rb;
+        bool live = row < Tq && key < Tk && !(causal && key > row);
+        float p = live ? __expf(s[n][e] * scale - (e < 2 ? La : Lb)) : 0.f;
+        s[n][e] = p * (dp[n][e] - (e < 2 ? Da : Db));
+      }
+    // dQ += dS @ K: K's tile is the B operand stored k-major (key rows), as V is in the forward
+    tc_pv<T, D, TILE>(acc, s, Ks);
+  }
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) {
+    int c = dn * 8 + 2 * t;
+    if (ra < Tq) { T* op = dq + ((long long)bh * Tq + ra) * D; st(op, c, acc[dn][0] * scale); st(op, c + 1, acc[dn][1] * scale); }
+    if (rb < Tq) { T* op = dq + ((long long)bh * Tq + rb) * D; st(op, c, acc[dn][2] * scale); st(op, c + 1, acc[dn][3] * scale); }
+  }
+}
+
+// dV = P^T @ dO and dK = scale * dS^T @ Q; one warp per 16 key rows (their K and V as A fragments),
+// query rows of Q and dO streaming through shared memory with their lse and delta.
+template <typename T, int D>
+__global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k, const T* v, const T* dout,
+    const float* lse, const float* delta, T* dk, T* dv, int H, int Tq, int Tk, long long qsb, long long qsh,
+    long long qst, long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst,
+    long long gsb, long long gsh, long long gst, float scale, int causal) {
+  FL_STRIDES(qs);
+  FL_STRIDES(ks);
+  FL_STRIDES(vs);
+  FL_STRIDES(gs);
+  constexpr int TILE = TC_BWD_TILE, LD = D + 8;
+  __shared__ __align__(16) unsigned short Qs[TILE * LD], Gs[TILE * LD];
+  __shared__ float Ls[TILE], Ds[TILE];
+  int bh = blockIdx.y, w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+  long long key0 = (long long)blockIdx.x * TC_ROWS + w * 16;
+  long long ka = key0 + g, kb = key0 + g + 8;
+  unsigned kfr[D / 16][4], vfr[D / 16][4];
+  tc_load_a<T, D>(kfr, k, ks, bh, H, key0, Tk);
+  tc_load_a<T, D>(vfr, v, vs, bh, H, key0, Tk);
+  const unsigned short *qbase = bh_base(q, qs, bh, H), *gbase = bh_base(dout, gs, bh, H);
+  float gk[D / 8][4], gv[D / 8][4];
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) gk[dn][e] = gv[dn][e] = 0.f;
+  long long q0 = causal ? (long long)blockIdx.x * TC_ROWS : 0;  // earlier queries see none of these keys
+  q0 -= q0 % TILE;
+  for (; q0 < Tq; q0 += TILE) {
+    __syncthreads();
+    tc_load_tile<D, TILE>(Qs, qbase, qs.t, q0, Tq);
+    tc_load_tile<D, TILE>(Gs, gbase, gs.t, q0, Tq);
+    for (int j = threadIdx.x; j < TILE; j += blockDim.x) {
+      long long i = q0 + j;
+      Ls[j] = i < Tq ? lse[(long long)bh * Tq + i] : 0.f;
+      Ds[j] = i < Tq ? delta[(long long)bh * Tq + i] : 0.f;
+    }
+    __syncthreads();
+    if (key0 >= Tk || (causal && q0 + TILE - 1 < key0)) continue;  // no query of the tile sees these keys
+    float s[TILE / 8][4], dp[TILE / 8][4];
+    tc_abt<T, D, TILE>(s, kfr, Qs);   // S^T (keys x queries)
+    tc_abt<T, D, TILE>(dp, vfr, Gs);  // dP^T = V dO^T
+#pragma unroll
+    for (int n = 0; n < TILE / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        int j = n * 8 + 2 * t + (e & 1);
+        long long qi = q0 + j, key = e < 2 ? ka : kb;
+        bool live = qi < Tq && key < Tk && !(causal && key > qi);
+        float p = live ? __expf(s[n][e] * scale - Ls[j]) : 0.f;
+        s[n][e] = p;
+        dp[n][e] = p * (dp[n][e] - Ds[j]);
+      }
+    tc_pv<T, D, TILE>(gv, s, Gs);   // dV += P^T dO
+    tc_pv<T, D, TILE>(gk, dp, Qs);  // dK += dS^T Q
+  }
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) {
+    int c = dn * 8 + 2 * t;
+    if (ka < Tk) {
+      T* pk = dk + ((long long)bh * Tk + ka) * D; T* pv = dv + ((long long)bh * Tk + ka) * D;
+      st(pk, c, gk[dn][0] * scale); st(pk, c + 1, gk[dn][1] * scale); st(pv, c, gv[dn][0]); st(pv, c + 1, gv[dn][1]);
+    }
+    if (kb < Tk) {
+      T* pk = dk + ((long long)bh * Tk + kb) * D; T* pv = dv + ((long long)bh * Tk + kb) * D;
+      st(pk, c, gk[dn][2] * scale); st(pk, c + 1, gk[dn][3] * scale); st(pv, c, gv[dn][2]); st(pv, c + 1, gv[dn][3]);
+    }
+  }
+}
