@@ -31,6 +31,12 @@ __global__ void gelu_bwd(const T* x, const T* g, T* dx, long long n, int approx)
 // y[r, c] += b[c] in place (the fresh output of a GEMM): the bias of linear without a second buffer.
 template <typename T>
 __global__ void bias_add(T* y, const T* b, long long n, long long N) {
+  if (n < 0x7fffffffLL) {  // 32-bit indices: a 64-bit modulo per element costs more than the memory traffic
+    unsigned nn = (unsigned)n, NN = (unsigned)N;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < nn; i += gridDim.x * blockDim.x)
+      st(y, i, ld(y, i) + ld(b, i % NN));
+    return;
+  }
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     st(y, i, ld(y, i) + ld(b, i % N));
 }
