@@ -340,7 +340,8 @@ def _flash_fn(name, dtype, D):
     return f
 
 
-_tc_modules: dict = {}
+_tc_modules: dict = {}   # device -> RawModule of the tensor-core flash kernels
+_sm80: dict = {}         # device -> compute capability >= 8.0 (mma.sync with bf16)
 _HALF = (np.dtype(np.float16),) + ((np.dtype(ml_dtypes.bfloat16),) if ml_dtypes is not None else ())
 
 
@@ -350,9 +351,9 @@ def tensor_cores(dtype) -> bool:
         return False
     cp = _be.cupy_module()
     dev = cp.cuda.runtime.getDevice()
-    ok = _tc_modules.get(("cc", dev))
+    ok = _sm80.get(dev)
     if ok is None:
-        ok = _tc_modules[("cc", dev)] = int(cp.cuda.Device(dev).compute_capability) >= 80
+        ok = _sm80[dev] = int(cp.cuda.Device(dev).compute_capability) >= 80
     return ok
 
 
