@@ -147,3 +147,23 @@ def test_version_bump_still_catches_a_modified_saved_tensor():
         w.add_(1.0)                  # direct path
     with pytest.raises(vt.AutogradError, match="modified by an inplace operation"):
         y.backward()
+
+
+def test_cuda_overlap_rule_on_host_arrays():
+    """The CUDA path's operand rule (``inplace._same_or_disjoint``), checked where CI can run it: numpy
+    arrays stand in for CuPy's (same ``flags``/``nbytes``/``shape``; ``data.ptr`` from the buffer)."""
+    from vibetensor.core import inplace
+
+    class Arr:
+        def __init__(self, a):
+            self.a, self.flags, self.nbytes, self.shape = a, a.flags, a.nbytes, a.shape
+            self.data = type("P", (), {"ptr": a.__array_interface__["data"][0]})()
+
+    base = np.zeros(16, np.float32)
+    a = Arr(base[:8])
+    assert inplace._same_or_disjoint(a, a)
+    assert inplace._same_or_disjoint(a, Arr(base[:8]))            # same storage, same positions
+    assert inplace._same_or_disjoint(a, Arr(base[8:]))            # disjoint
+    assert not inplace._same_or_disjoint(a, Arr(base[1:9]))       # shifted overlap: unsafe
+    assert not inplace._same_or_disjoint(a, Arr(base[:4]))        # same start, different extent
+    assert not inplace._same_or_disjoint(a, Arr(base[::2]))       # non-contiguous: not judged, general path
