@@ -25,15 +25,14 @@ from gpt import GPT, GPTConfig  # noqa: E402
 from train_gpt import CONFIGS  # noqa: E402
 
 
-def profile_vt(cfg, amp, steps, top):
-    import cupy as cp
-    from vibetensor.core import dispatcher as D
+def vt_train_step(cfg, amp, device="cuda"):
+    """train_gpt's vibetensor step (AdamW, bf16 autocast when amp) on one fixed batch, as a closure."""
     dim, layers, heads, batch, seq, vocab = cfg
     vt.manual_seed(0)
-    m = GPT(GPTConfig(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to("cuda")
+    m = GPT(GPTConfig(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to(device)
     opt = vt.optim.AdamW(m.parameters(), lr=3e-4)
     b = np.random.default_rng(0).integers(0, vocab, size=(batch, seq + 1))
-    x, y = vt.tensor(b[:, :-1], device="cuda"), vt.tensor(b[:, 1:], device="cuda")
+    x, y = vt.tensor(b[:, :-1], device=device), vt.tensor(b[:, 1:], device=device)
     F = vt.nn.functional
 
     def step():
@@ -43,7 +42,14 @@ def profile_vt(cfg, amp, steps, top):
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
+        return loss
+    return step
 
+
+def profile_vt(cfg, amp, steps, top):
+    import cupy as cp
+    from vibetensor.core import dispatcher as D
+    step = vt_train_step(cfg, amp)
     for _ in range(3):
         step()
     vt.cuda.synchronize()

@@ -1,5 +1,5 @@
-"""Kernel-level device time of one GPT training step, vibetensor and PyTorch, through torch.profiler
-(CUPTI sees every kernel in the process, CuPy's and our RawKernels included).
+"""Kernel-level device time of vibetensor's GPT training step (benchmarks/train_gpt.py's), through
+torch.profiler: CUPTI sees every kernel in the process, CuPy's and our RawKernels included.
 
     python scripts/kernel_profile.py [--config medium] [--amp] [--steps 3] [--top 30]
 """
@@ -12,12 +12,11 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
-import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import vibetensor as vt  # noqa: E402
-from train_gpt import CONFIGS, data  # noqa: E402
-from gpt import GPT, GPTConfig  # noqa: E402
+from profile_ops import vt_train_step  # noqa: E402
+from train_gpt import CONFIGS  # noqa: E402
 
 
 def main():
@@ -27,25 +26,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=30)
     a = ap.parse_args()
-    dim, layers, heads, batch, seq, vocab = cfg = CONFIGS[a.config]
-    b = data(cfg, 1)[0]
-    vt.manual_seed(0)
-    m = GPT(GPTConfig(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to("cuda")
-    opt = vt.optim.AdamW(m.parameters(), lr=3e-4)
-    x, y = vt.tensor(b[:, :-1], device="cuda"), vt.tensor(b[:, 1:], device="cuda")
-    F = vt.nn.functional
-
-    def step():
-        if a.amp:
-            with vt.autocast("cuda", dtype=vt.bfloat16):
-                logits = m(x)
-        else:
-            logits = m(x)
-        loss = F.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-
+    step = vt_train_step(CONFIGS[a.config], a.amp)
     for _ in range(3):
         step()
     vt.cuda.synchronize()
