@@ -110,8 +110,8 @@ def _direct(t, name, args, kwargs):
     cuda = type(a) is not np.ndarray
     if cuda and not _cuda_ok(chain, a):
         return False
-    for op, kernel in chain:
-        if not cuda and op.kernels.get(_disp.Key.CPU) is not kernel:
+    for op, kernel in chain:  # an override of the generic kernel also reaches CUDA through the fused fallbacks
+        if op.kernels.get(_disp.Key.CPU) is not kernel:
             return False
     alpha = 1
     if kwargs:
