@@ -13,30 +13,22 @@
 #define TC_ROWS (16 * TC_WARPS)
 
 template <typename T> struct TC;
-template <> struct TC<__half> {
-  static __device__ __forceinline__ unsigned pack(float a, float b) {
-    __half2 h = __floats2half2_rn(a, b);
-    return *reinterpret_cast<unsigned*>(&h);
-  }
-  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-template <> struct TC<__nv_bfloat16> {
-  static __device__ __forceinline__ unsigned pack(float a, float b) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    return *reinterpret_cast<unsigned*>(&h);
-  }
-  static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
+// TC<T>: pack two floats into one register of T pairs; c += a @ b on one m16n8k16 tile (PTX type PT).
+#define VT_TC(T, T2, CVT, PT)                                                                                  \
+  template <> struct TC<T> {                                                                                   \
+    static __device__ __forceinline__ unsigned pack(float a, float b) {                                        \
+      T2 h = CVT(a, b);                                                                                        \
+      return *reinterpret_cast<unsigned*>(&h);                                                                 \
+    }                                                                                                          \
+    static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {        \
+      asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PT "." PT ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "   \
+                   "{%8,%9}, {%0,%1,%2,%3};\n"                                                                 \
+                   : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                            \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                            \
+    }                                                                                                          \
+  };
+VT_TC(__half, __half2, __floats2half2_rn, "f16")
+VT_TC(__nv_bfloat16, __nv_bfloat162, __floats2bfloat162_rn, "bf16")
 
 // Two 16-bit values of shared memory as one register: (r, c) and (r, c + 1), c even.
 __device__ __forceinline__ unsigned sh_pair(const unsigned short* s, int ld, int r, int c) {
