@@ -27,7 +27,7 @@ def main():
     import cupy as cp
     import numpy as np
     import vibetensor as vt
-    from vibetensor.cuda import blas
+    from vibetensor.cuda import blas, blaslt
     from vibetensor.cuda import kernels as K
     F = vt.nn.functional
     sync = cp.cuda.Device().synchronize
@@ -53,7 +53,11 @@ def main():
     row("cupy runtime.getDevice", lambda: cp.cuda.runtime.getDevice())
     row("cupy get_current_stream", lambda: cp.cuda.get_current_stream())
     row("numpy int64 scalar", lambda: np.int64(5))
-    row("blas.matmul 32x32 (ctypes cuBLAS)", lambda: blas.matmul(a, b))
+    lt = blaslt.enabled
+    blaslt.enabled = False
+    row("blas.matmul 32x32 (ctypes cublasGemmEx)", lambda: blas.matmul(a, b))
+    blaslt.enabled = lt
+    row("blas.matmul 32x32 (cuBLASLt, cached plan)", lambda: blas.matmul(a, b))
     row("cupy matmul 32x32", lambda: cp.matmul(a, b))
     row("K.gelu_fwd 32x32 (RawModule)", lambda: K.gelu_fwd(a))
 
@@ -74,6 +78,11 @@ def main():
     def fb():
         F.linear(xg, w, bias).sum().backward()
     row("vt linear+sum fwd/bwd", fb)
+    blaslt.enabled = False
+    row("vt linear (no cuBLASLt)", lambda: F.linear(x, w, bias))
+    row("vt matmul (no cuBLASLt)", lambda: x @ w)
+    row("vt linear+sum fwd/bwd (no cuBLASLt)", fb)
+    blaslt.enabled = lt
 
     try:
         import torch

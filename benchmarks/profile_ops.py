@@ -39,7 +39,7 @@ def vt_train_step(cfg, amp, device="cuda"):
         with vt.autocast("cuda", dtype=vt.bfloat16, enabled=amp):
             logits = m(x)
         loss = F.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
-        opt.zero_grad(set_to_none=False)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss

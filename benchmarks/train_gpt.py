@@ -44,6 +44,7 @@ def run_vt(cfg, batches, steps, mode, state=None):
     xs = [vt.tensor(b[:, :-1], device="cuda") for b in batches]
     ys = [vt.tensor(b[:, 1:], device="cuda") for b in batches]
     amp = vt.bfloat16 if mode in ("bf16", "graph-bf16") else None
+    graphed = mode.startswith("graph")
 
     def step(x, y):
         if amp is not None:
@@ -52,7 +53,7 @@ def run_vt(cfg, batches, steps, mode, state=None):
         else:
             logits = m(x)
         loss = F.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
-        opt.zero_grad(set_to_none=False)
+        opt.zero_grad(set_to_none=not graphed)  # as torch's side; a captured graph needs fixed grad buffers
         loss.backward()
         opt.step()
         return loss

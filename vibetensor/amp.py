@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import threading
 
+from .core import autograd as _ag
+from .core import backend as _be
 from .core import dispatcher as _disp
 from .core import dtype as _dt
+from .core.grad_mode import _state as _grad_state
 
 LOWER = frozenset("""matmul mm bmm linear addmm baddbmm conv2d scaled_dot_product_attention mv""".split())
 FP32 = frozenset("""softmax log_softmax layer_norm rms_norm cross_entropy nll_loss mse_loss
@@ -19,6 +22,7 @@ binary_cross_entropy_with_logits exp expm1 log log2 log10 log1p pow reciprocal r
 sum prod cumsum cumprod norm logsumexp var std acos asin cosh sinh tan""".split())
 
 _tls = threading.local()
+_TO_DTYPE = _disp.get_op("to_dtype")
 
 
 def _state():
@@ -99,7 +103,15 @@ def _cast(t, target, ctx):
         hit = cache.get(id(t))
         if hit is not None and hit[0] is t and hit[1] == t._vc.v:
             return hit[2]
-    out = _disp.ops.vt.to_dtype(t, target)
+    if t._is_sharded:
+        out = _disp.ops.vt.to_dtype(t, target)
+    else:  # what dispatching to_dtype does, without its generic work (hundreds of casts a step)
+        if t._device.type == "cuda":
+            _be.check_cuda_dtype(target, "autocast")
+        with _be.device_guard(t._device):  # CuPy allocates on the current device
+            out = _disp._Tensor._make(t._data.astype(target.np), t._device)
+        if t.requires_grad and _grad_state.enabled:
+            _ag.attach(_TO_DTYPE, (t, target), {}, [t], out)
     if cache is not None:
         cache[id(t)] = (t, t._vc.v, out)
     return out

@@ -167,3 +167,25 @@ def test_cuda_overlap_rule_on_host_arrays():
     assert not inplace._same_or_disjoint(a, Arr(base[1:9]))       # shifted overlap: unsafe
     assert not inplace._same_or_disjoint(a, Arr(base[:4]))        # same start, different extent
     assert not inplace._same_or_disjoint(a, Arr(base[::2]))       # non-contiguous: not judged, general path
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.bfloat16, vt.int64, vt.bool])
+def test_zero_writes_only_the_view_and_bumps_the_version(device, dtype):
+    """zero_ without a temporary (one memset for contiguous CUDA memory, else a fill): a contiguous slice,
+    a strided view and a whole tensor are zeroed exactly where they point, nowhere else."""
+    base = vt.tensor(RNG.integers(1, 9, size=(6, 10)), dtype=dtype, device=device)
+    ref = base.cpu().numpy().copy()
+    v0 = base._version
+    base[2:4].zero_()  # contiguous rows
+    base[:, 7].zero_()  # a strided column
+    ref[2:4] = 0
+    ref[:, 7] = 0
+    np.testing.assert_array_equal(base.cpu().numpy(), ref)
+    assert base._version == v0 + 2
+    empty = vt.zeros(0, 3, dtype=dtype, device=device)
+    assert empty.zero_() is empty
+    base.zero_()
+    assert not base.cpu().numpy().any()
+    leaf = vt.ones(3, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        leaf.zero_()

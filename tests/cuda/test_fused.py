@@ -16,20 +16,30 @@ def _fused():
     return fused
 
 
-def _run(fn, arrays, dtype, grad=True):
-    """Run fn on CUDA tensors; returns (output, grads) as float64 numpy."""
+def _run(fn, arrays, dtype, grad=True, up_dtype=None):
+    """Run fn on CUDA tensors; returns (output, grads) as float64 numpy. The upstream gradient is
+    rounded to ``up_dtype`` first when given."""
     ts = [vt.tensor(a, dtype=dtype, device="cuda", requires_grad=grad) for a in arrays]
     out = fn(*ts)
     grads = []
     if grad:
-        up = vt.tensor(np.random.RandomState(1).randn(*out.shape), dtype=out.dtype, device="cuda")
+        up = vt.tensor(np.random.RandomState(1).randn(*out.shape), dtype=up_dtype or out.dtype,
+                       device="cuda").to(out.dtype)
         out.backward(up)
         grads = [t.grad.to(vt.float64).cpu().numpy() for t in ts]
     return out.detach().to(vt.float64).cpu().numpy(), grads
 
 
-def _compare(fn, arrays, dtype, rtol, atol, op):
+def _rounded(a, dtype):
+    return vt.tensor(a, dtype=dtype).to(vt.float64).numpy()
+
+
+def _compare(fn, arrays, dtype, rtol, atol, op, exact_inputs=False):
+    """``exact_inputs``: the float64 reference gets the inputs and upstream gradient rounded to ``dtype``
+    (long float16/bfloat16 dot products: the inputs' rounding, not the kernel, would dominate)."""
     f = _fused()
+    if exact_inputs:
+        arrays = [_rounded(a, dtype) for a in arrays]
     before = f.FUSED_CALLS[op]
     out_f, g_f = _run(fn, arrays, dtype)
     assert f.FUSED_CALLS[op] > before, f"fused path for {op} did not run"
@@ -40,7 +50,7 @@ def _compare(fn, arrays, dtype, rtol, atol, op):
             cuda_kernels[name] = o.kernels[D.Key.CUDA]
             o.kernels[D.Key.CUDA] = o.kernels[D.Key.CPU]
     try:
-        out_r, g_r = _run(fn, arrays, vt.float64)  # generic kernels, float64
+        out_r, g_r = _run(fn, arrays, vt.float64, up_dtype=dtype if exact_inputs else None)  # generic, float64
     finally:
         for name, k in cuda_kernels.items():
             D.REGISTRY[f"vt::{name}"].kernels[D.Key.CUDA] = k
@@ -216,14 +226,45 @@ def test_gelu(approx, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(7, 33), (2, 5, 64), (1, 3)])
-def test_linear_bias(dtype, shape):
-    """GEMM + in-place bias kernel forward; column-sum bias gradient backward."""
-    n_out = 19
+@pytest.mark.parametrize("shape,n_out,path", [((7, 33), 19, ""), ((2, 5, 64), 19, ""), ((1, 3), 19, ""),
+                                              ((3, 10, 64), 48, "_epilogue"), ((130, 256), 96, "_epilogue")])
+def test_linear_bias(dtype, shape, n_out, path):
+    """Forward: one cuBLASLt GEMM with the bias in its epilogue when operands are 16-byte aligned, else
+    GEMM + in-place bias kernel. Backward: the bias grad from the weight-grad GEMM's epilogue, else a
+    column-sum kernel."""
     x, w, b = np.random.randn(*shape), np.random.randn(n_out, shape[-1]) * 0.3, np.random.randn(n_out)
     rtol, atol = (2e-4, 2e-4) if dtype is vt.float32 else TOL[dtype]
-    _compare(lambda x, w, b: F.linear(x, w, b), [x, w, b], dtype, rtol, atol, "linear")
-    _compare(lambda x, w, b: F.linear(x, w, b), [x, w, b], dtype, rtol, atol, "linear_backward")
+    _compare(lambda x, w, b: F.linear(x, w, b), [x, w, b], dtype, rtol, atol, "linear" + path, exact_inputs=True)
+    _compare(lambda x, w, b: F.linear(x, w, b), [x, w, b], dtype, rtol, atol, "linear_backward" + path,
+             exact_inputs=True)
+
+
+def test_cublaslt_matmul_plans():
+    """2-d matmuls through cached cuBLASLt plans (every layout: N/T on each side, odd and aligned sizes)
+    equal float64 numpy, and equal the cublasGemmEx path; a plan is made once per shape."""
+    import cupy as cp
+    from vibetensor.cuda import blas, blaslt
+    rng = np.random.default_rng(0)
+    for m, k, n in [(64, 32, 16), (33, 17, 9), (128, 256, 64), (1, 8, 8)]:
+        for ta in (False, True):
+            for tb in (False, True):
+                A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+                B = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+                a, b = cp.asarray(A), cp.asarray(B)
+                a, b = (a.T if ta else a), (b.T if tb else b)
+                ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+                plans = len(blaslt._plans)
+                got = blas.matmul(a, b)
+                np.testing.assert_allclose(cp.asnumpy(got), ref, rtol=2e-5, atol=2e-5)
+                blaslt.enabled = False
+                try:
+                    plain = blas.matmul(a, b)
+                finally:
+                    blaslt.enabled = True
+                np.testing.assert_allclose(cp.asnumpy(got), cp.asnumpy(plain), rtol=2e-5, atol=2e-5)
+                blas.matmul(a, b)
+                assert len(blaslt._plans) <= plans + 1  # the second call of a shape reuses its plan
+    assert any(p is not None for p in blaslt._plans.values()), "cuBLASLt found no algorithm for any shape"
 
 
 def test_col_sum_large_rows():
@@ -290,3 +331,29 @@ def test_vectorised_add_mul_and_fallbacks(monkeypatch):
     np.testing.assert_allclose((o * o).cpu().numpy(), o.cpu().numpy() ** 2, rtol=1e-6)
     t = a.t()
     np.testing.assert_allclose((t + t).cpu().numpy(), 2 * t.cpu().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_flash_outputs_mirror_the_input_layout(dtype):
+    """q/k/v viewed from a (B, T, 3, H, D) qkv buffer: the output and dq/dk/dv are stored (B, T, H, D) like
+    them (so transpose(1, 2).reshape(B, T, H*D) is a view), with the same values, bit for bit, as the
+    kernels give for contiguous inputs."""
+    import cupy as cp
+    from vibetensor.cuda import kernels as K
+
+    def bits(a):  # bitwise comparison, also for bfloat16
+        return a.view(np.uint16 if a.itemsize == 2 else np.uint32)
+    B, T, H, Dh = 2, 37, 4, 16
+    qkv = vt.tensor(np.random.randn(B, T, 3 * H * Dh), dtype=dtype, device="cuda")._data
+    q, k, v = (qkv[..., i * H * Dh:(i + 1) * H * Dh].reshape(B, T, H, Dh).transpose(0, 2, 1, 3) for i in range(3))
+    g = vt.tensor(np.random.randn(B, T, H, Dh), dtype=dtype, device="cuda")._data.transpose(0, 2, 1, 3)
+    o = K.flash_fwd(q, k, v, 0.25, True)[0]
+    assert o.transpose(0, 2, 1, 3).flags.c_contiguous and not o.flags.c_contiguous
+    qc, kc, vc, gc = (cp.ascontiguousarray(a) for a in (q, k, v, g))
+    oc = K.flash_fwd(qc, kc, vc, 0.25, True)[0]
+    assert oc.flags.c_contiguous
+    assert cp.array_equal(bits(o), bits(oc))
+    grads, grads_c = K.flash_bwd(g, q, k, v, 0.25, True), K.flash_bwd(gc, qc, kc, vc, 0.25, True)
+    for a, c in zip(grads, grads_c):
+        assert a.transpose(0, 2, 1, 3).flags.c_contiguous and c.flags.c_contiguous
+        assert cp.array_equal(bits(a), bits(c))

@@ -194,6 +194,12 @@ def record(op, args, kwargs, tensors):
         out = _disp.dispatch_below_autograd(op, args, kwargs, tensors)
     finally:
         _grad_state.enabled = prev
+    return attach(op, args, kwargs, tensors, out)
+
+
+def attach(op, args, kwargs, tensors, out):
+    """Record ``op``'s node on ``out``, already computed from ``args`` (also used directly by paths that
+    compute an op's result without the dispatcher, e.g. autocast's casts)."""
     ctx = Ctx()
     ctx.op_name = op.name
     ctx.freed = False

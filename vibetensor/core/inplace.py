@@ -52,6 +52,8 @@ def _write(t, res, name):
 
 
 def _writeable(a):
+    if a.size == 0:
+        return True  # nothing to write (CuPy may give an empty array zero strides)
     w = getattr(a.flags, "writeable", None)
     if w is not None:
         return w
@@ -181,10 +183,26 @@ def _same_or_disjoint(a, b):
     return pa + a.nbytes <= pb or pb + b.nbytes <= pa
 
 
+def _zero(t):
+    """zero_ in place without a temporary: one cudaMemsetAsync for contiguous CUDA memory (optimizer
+    zero_grad runs it once per parameter), else a fill."""
+    a = t._data
+    if _be.is_cuda_array(a) and a.flags.c_contiguous:
+        if a.nbytes:
+            with _be.device_guard(t._device):
+                a.data.memset_async(0, a.nbytes)
+    else:
+        a.fill(0)
+    t._vc.v += 1
+
+
 def _init_op(t, name, args, kwargs):
     from . import factories as F
     from .random import gen_for
     _check_leaf(t, name)
+    if name == "zero" and not t._is_sharded and _writeable(t._data):
+        _zero(t)
+        return t
     with no_grad():
         if name == "zero":
             res = F.zeros_like(t)

@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from ..core import backend as _be
+from . import blaslt
 
 _R32F, _R64F, _R16F, _R16BF = 0, 1, 2, 14
 _C32F, _C32F_TF32, _C64F = 68, 77, 70
@@ -168,16 +169,21 @@ def matmul(a, b, out_dtype=None):
     return c
 
 
-def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
-    h = _handle(cp)
+def _types(a, c):
+    """(cuBLAS data type of the inputs, of the output, compute type, scale type, alpha, beta)."""
     dt = _TYPES[a.dtype]
     ct = _TYPES[c.dtype]
     if dt == _R64F:
-        comp, one, zero = _C64F, _one64, _zero64
-    else:
-        from ..backends.cuda import matmul as _mm
-        comp = _C32F_TF32 if (dt == _R32F and _mm.allow_tf32) else _C32F
-        one, zero = _one32, _zero32
+        return dt, ct, _C64F, _R64F, _one64, _zero64
+    from ..backends.cuda import matmul as _mm
+    return dt, ct, (_C32F_TF32 if (dt == _R32F and _mm.allow_tf32) else _C32F), _R32F, _one32, _zero32
+
+
+def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
+    dt, ct, comp, scale, one, zero = _types(a, c)
+    if nbatch == 1 and blaslt.gemm(cp, a, b, c, la, lb, m, n, k, dt, ct, comp, scale, one, zero):
+        return
+    h = _handle(cp)
     # column-major: C^T (n x m) = op(B^T) (n x k) @ op(A^T) (k x m)
     lib = _lib or _load()
     sp = cp.cuda.get_current_stream().ptr
@@ -189,3 +195,42 @@ def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
         b.data.ptr, dt, lb[1], sb, a.data.ptr, dt, la[1], sa, ctypes.byref(zero),
         c.data.ptr, ct, n, m * n, nbatch, comp, _ALGO_DEFAULT)
     _check(st, "cublasGemmStridedBatchedEx")
+
+
+def linear_bias(x2, w, bias):
+    """``x2 @ w.T + bias`` for a 2-d x2 and contiguous w, bias in x2's dtype, the bias added in the
+    GEMM's epilogue (cuBLASLt); None when that path cannot take it (the caller adds the bias itself)."""
+    cp = _be.cupy_module()
+    if not (supported(x2, w) and x2.ndim == 2 and w.ndim == 2 and bias.dtype == x2.dtype and bias.ndim == 1
+            and w.flags.c_contiguous and bias.flags.c_contiguous):
+        return None
+    m, k = x2.shape
+    n = w.shape[0]
+    la, lb = _mat_layout(x2), (_OP_T, k)
+    if la is None or m == 0 or n == 0 or k == 0:
+        return None
+    c = cp.ndarray((m, n), dtype=x2.dtype)
+    dt, ct, comp, scale, one, zero = _types(x2, c)
+    if blaslt.gemm(cp, x2, w, c, la, lb, m, n, k, dt, ct, comp, scale, one, zero, bias, blaslt._EPI_BIAS):
+        return c
+    return None
+
+
+def weight_and_bias_grads(g2, x2):
+    """(``g2.T @ x2``, ``g2.sum(0)``) for contiguous 2-d g2 (N x out) and x2 (N x in), the bias gradient
+    reduced in the GEMM's epilogue (cuBLASLt); None when that path cannot take it."""
+    cp = _be.cupy_module()
+    if not (supported(g2, x2) and g2.ndim == 2 and x2.ndim == 2 and g2.flags.c_contiguous):
+        return None
+    k, m = g2.shape
+    n = x2.shape[1]
+    lb = _mat_layout(x2)
+    if lb is None or m == 0 or n == 0 or k == 0:
+        return None
+    gw = cp.ndarray((m, n), dtype=g2.dtype)
+    gb = cp.ndarray((m,), dtype=g2.dtype)
+    dt, ct, comp, scale, one, zero = _types(g2, gw)
+    if blaslt.gemm(cp, g2.T, x2, gw, (_OP_T, m), lb, m, n, k, dt, ct, comp, scale, one, zero, gb,
+                   blaslt._EPI_BGRADB):
+        return gw, gb
+    return None

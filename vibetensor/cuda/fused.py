@@ -15,6 +15,7 @@ import numpy as np
 from .. import _env
 from ..core import dispatcher as _disp
 from ..core.dispatcher import Key
+from . import blas
 from . import kernels as K
 
 FUSED_CALLS: Counter = Counter()
@@ -223,9 +224,15 @@ def gelu_backward(g, a, approximate="none"):
 
 
 def linear(input, weight, bias=None):
-    """GEMM, then the bias added in place by one kernel in the output's dtype."""
+    """One cuBLASLt GEMM with the bias added in its epilogue; else the GEMM, then the bias added in
+    place by one kernel in the output's dtype."""
     if (bias is not None and weight.ndim == 2 and bias.shape == (weight.shape[0],) and _ok(input, weight, bias)
             and input.dtype == weight.dtype == bias.dtype and input.ndim >= 1):
+        if input.ndim >= 2 and input.flags.c_contiguous:
+            out = blas.linear_bias(input.reshape(-1, input.shape[-1]), weight, bias)
+            if out is not None:
+                FUSED_CALLS["linear_epilogue"] += 1
+                return out.reshape(input.shape[:-1] + (weight.shape[0],))
         out = _generic("linear")(input, weight, None)
         if out.flags.c_contiguous:
             FUSED_CALLS["linear"] += 1
@@ -235,8 +242,16 @@ def linear(input, weight, bias=None):
 
 
 def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None):
-    """Weight and input grads by cuBLAS; the bias grad by a column-sum kernel (float32 accumulation)."""
+    """Weight and bias grads by one cuBLASLt GEMM (the bias grad reduced in its epilogue) or by cuBLAS and
+    a column-sum kernel (float32 accumulation); the input grad by cuBLAS."""
     if need_b and w.ndim == 2 and bias_shape == (w.shape[0],) and _ok(g) and g.size:
+        if need_w and g.ndim >= 2 and g.flags.c_contiguous and x.flags.c_contiguous and g.dtype == x.dtype:
+            g2 = g.reshape(-1, w.shape[0])
+            r = blas.weight_and_bias_grads(g2, x.reshape(-1, x.shape[-1]))
+            if r is not None:
+                FUSED_CALLS["linear_backward_epilogue"] += 1
+                gx = blas.matmul(g2, w).reshape(x.shape) if need_x else None
+                return gx, r[0], r[1]
         FUSED_CALLS["linear_backward"] += 1
         gx, gw, _ = _generic("linear_backward")(g, x, w, need_x, need_w, False, bias_shape)
         return gx, gw, K.col_sum(g.reshape(-1, w.shape[0])).astype(x.dtype, copy=False)

@@ -15,7 +15,11 @@ def to_dtype(a, dtype):
 
 @to_dtype.def_backward
 def _(ctx, g):
-    return V.to_dtype(g, ctx.args[0].dtype)
+    dt = ctx.args[0].dtype
+    if not g._is_sharded and g._dtype is not dt:  # runs under no_grad: the cast alone, no dispatch
+        with _be.device_guard(g._device):
+            return type(g)._make(g._data.astype(dt.np), g._device)
+    return V.to_dtype(g, dt)
 
 
 @defop("clone")

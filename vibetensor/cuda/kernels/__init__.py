@@ -399,13 +399,27 @@ def _bht(x):
     return x, 1, (0, 0, st[0])
 
 
+def _out_like(x, dtype, mirror=True):
+    """An empty output of x's shape (..., T, D) and its (batch, head, token) element strides. With
+    ``mirror``, a 4-d x whose head stride is below its token stride (a (B, T, H, D) buffer seen as
+    (B, H, T, D), as ``qkv.reshape(b, t, h, d).transpose(1, 2)`` gives) gets the same layout, so the
+    caller's ``transpose(1, 2).reshape(b, t, h * d)`` is a view, as in PyTorch; else contiguous."""
+    cp = _be.cupy_module()
+    if mirror and x.ndim == 4 and x.strides[1] < x.strides[2]:
+        B, H, T, D = x.shape
+        return cp.empty((B, T, H, D), dtype=dtype).transpose(0, 2, 1, 3), (T * H * D, D, H * D)
+    o = cp.empty(x.shape, dtype=dtype)
+    return o, _bht(o)[2]
+
+
 def _i64(t):
     cp = _be.cupy_module()
     return tuple(cp.int64(v) for v in t)
 
 
-def flash_fwd(q, k, v, scale, causal):
-    """-> (o in q's shape and dtype, lse float32 (B*H, Tq))."""
+def flash_fwd(q, k, v, scale, causal, mirror=True):
+    """-> (o in q's shape and dtype, in q's layout when ``mirror`` (``_out_like``) else contiguous,
+    lse float32 (B*H, Tq))."""
     cp = _be.cupy_module()
     Tq, D = q.shape[-2], q.shape[-1]
     Tk = k.shape[-2]
@@ -413,10 +427,10 @@ def flash_fwd(q, k, v, scale, causal):
     k2, _, ks = _bht(k)
     v2, _, vs = _bht(v)
     BH = q.size // (Tq * D)
-    o = cp.empty(q.shape, dtype=q.dtype)
+    o, os_ = _out_like(q, q.dtype, mirror)
     lse = cp.empty((BH, Tq), dtype=cp.float32)
     args = (q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs),
-            cp.float32(scale), cp.int32(bool(causal)))
+            cp.float32(scale), cp.int32(bool(causal)), *_i64(os_))
     if tensor_cores(q.dtype):
         _flash_tc_fn("flash_fwd_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,), args)
     else:
@@ -431,7 +445,7 @@ def flash_bwd(g, q, k, v, scale, causal):
     Tq, D = q.shape[-2], q.shape[-1]
     Tk = k.shape[-2]
     g = g.astype(q.dtype, copy=False)
-    o, lse = flash_fwd(q, k, v, scale, causal)
+    o, lse = flash_fwd(q, k, v, scale, causal, mirror=False)  # the delta kernel reads o contiguous
     q2, H, qs = _bht(q)
     k2, _, ks = _bht(k)
     v2, _, vs = _bht(v)
@@ -441,21 +455,20 @@ def flash_bwd(g, q, k, v, scale, causal):
     rows = BH * Tq
     _flash_fn("flash_bwd_delta", q.dtype, D)(((rows + 255) // 256,), (256,), (
         o, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows)))
-    dq = cp.empty(q.shape, dtype=q.dtype)
-    dk = cp.empty(k.shape, dtype=q.dtype)
-    dv = cp.empty(v.shape, dtype=q.dtype)
+    # each gradient in its input's layout (dk and dv share one: k's), so the views the model took of
+    # q/k/v (reshape, transpose) map their gradients back without copies
+    dq, dqs = _out_like(q, q.dtype)
+    dk, dks = _out_like(k, q.dtype)
+    dv = _out_like(k, q.dtype)[0]
     common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs), *_i64(gs),
               cp.float32(scale), cp.int32(bool(causal)))
-    if tensor_cores(q.dtype):
-        _flash_tc_fn("flash_bwd_dq_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,),
-                                                    (q2, k2, v2, g2, lse, delta, dq) + common)
-        _flash_tc_fn("flash_bwd_dkdv_tc", q.dtype, D)(((Tk + _TC_ROWS - 1) // _TC_ROWS, BH), (128,),
-                                                      (q2, k2, v2, g2, lse, delta, dk, dv) + common)
-        return dq, dk, dv
-    _flash_fn("flash_bwd_dq", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,),
-                                          (q2, k2, v2, g2, lse, delta, dq) + common)
-    _flash_fn("flash_bwd_dkdv", q.dtype, D)(((Tk + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,),
-                                            (q2, k2, v2, g2, lse, delta, dk, dv) + common)
+    tc = tensor_cores(q.dtype)
+    fn, rows, threads = (_flash_tc_fn, _TC_ROWS, 128) if tc else (_flash_fn, _FL_ROWS, _FL_ROWS)
+    sfx = "_tc" if tc else ""
+    fn("flash_bwd_dq" + sfx, q.dtype, D)(((Tq + rows - 1) // rows, BH), (threads,),
+                                         (q2, k2, v2, g2, lse, delta, dq) + common + _i64(dqs))
+    fn("flash_bwd_dkdv" + sfx, q.dtype, D)(((Tk + rows - 1) // rows, BH), (threads,),
+                                           (q2, k2, v2, g2, lse, delta, dk, dv) + common + _i64(dks))
     return dq, dk, dv
 
 

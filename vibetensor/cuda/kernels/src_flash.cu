@@ -2,7 +2,8 @@
 // (Tq x Tk) score matrix is never written to memory. Appended to src_rows.cu (ld/st helpers).
 //
 // Layout: q (B, H, Tq, D), k/v (B, H, Tk, D) with element strides (batch, head, token) and unit
-// stride along D; o/dq/dk/dv are written contiguous (B, H, T, D); lse/delta are (B*H, Tq) float32.
+// stride along D; o/dq/dk/dv are written through their own (batch, head, token) strides (os*: unit
+// stride along D), so an output can mirror its input's layout; lse/delta are (B*H, Tq) float32.
 // Causal masking is PyTorch's is_causal (top-left aligned): query i sees keys j <= i.
 // One thread owns one row (a query row forward and for dQ, a key row for dK/dV); the other side's
 // rows stream through shared memory in tiles and are read as broadcasts.
@@ -16,6 +17,11 @@ struct Strides { long long b, h, t; };
 
 template <typename T>
 __device__ __forceinline__ const T* row_ptr(const T* base, Strides s, int bh, int H, long long t) {
+  return base + (long long)(bh / H) * s.b + (long long)(bh % H) * s.h + t * s.t;
+}
+
+template <typename T>
+__device__ __forceinline__ T* out_ptr(T* base, Strides s, int bh, int H, long long t) {
   return base + (long long)(bh / H) * s.b + (long long)(bh % H) * s.h + t * s.t;
 }
 
@@ -47,7 +53,8 @@ __device__ __forceinline__ void key_span(long long r, int Tq, int Tk, int causal
 template <typename T, int D>
 __global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, float* lse, int H, int Tq, int Tk, long long qsb,
     long long qsh, long long qst, long long ksb, long long ksh, long long kst, long long vsb,
-    long long vsh, long long vst, float scale, int causal) {
+    long long vsh, long long vst, float scale, int causal, long long osb, long long osh,
+    long long ost) {
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
@@ -100,7 +107,7 @@ __global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, float* lse, 
   }
   if (active) {
     float inv = l > 0.f ? 1.f / l : 0.f;
-    T* op = o + ((long long)bh * Tq + r) * D;
+    T* op = out_ptr(o, Strides{osb, osh, ost}, bh, H, r);
 #pragma unroll
     for (int d = 0; d < D; ++d) st(op, d, acc[d] * inv);
     lse[(long long)bh * Tq + r] = l > 0.f ? m + logf(l) : VT_NEG_INF;
@@ -129,7 +136,8 @@ template <typename T, int D>
 __global__ void flash_bwd_dq(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dq,
     int H, int Tq, int Tk, long long qsb, long long qsh, long long qst, long long ksb, long long ksh,
     long long kst, long long vsb, long long vsh, long long vst, long long gsb, long long gsh,
-    long long gst, float scale, int causal) {
+    long long gst, float scale, int causal, long long osb, long long osh,
+    long long ost) {
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
@@ -166,7 +174,7 @@ __global__ void flash_bwd_dq(const T* q, const T* k, const T* v, const T* dout, 
     }
   }
   if (active) {
-    T* out = dq + ((long long)bh * Tq + r) * D;
+    T* out = out_ptr(dq, Strides{osb, osh, ost}, bh, H, r);
 #pragma unroll
     for (int d = 0; d < D; ++d) st(out, d, acc[d] * scale);
   }
@@ -179,7 +187,8 @@ template <typename T, int D>
 __global__ void flash_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dk,
     T* dv, int H, int Tq, int Tk, long long qsb, long long qsh, long long qst, long long ksb,
     long long ksh, long long kst, long long vsb, long long vsh, long long vst, long long gsb,
-    long long gsh, long long gst, float scale, int causal) {
+    long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
+    long long ost) {
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
@@ -233,8 +242,8 @@ __global__ void flash_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout
     }
   }
   if (active) {
-    T* ok = dk + ((long long)bh * Tk + c) * D;
-    T* ov = dv + ((long long)bh * Tk + c) * D;
+    T* ok = out_ptr(dk, Strides{osb, osh, ost}, bh, H, c);
+    T* ov = out_ptr(dv, Strides{osb, osh, ost}, bh, H, c);
 #pragma unroll
     for (int d = 0; d < D; ++d) { st(ok, d, gk[d] * scale); st(ov, d, gv[d]); }
   }

@@ -131,7 +131,8 @@ __device__ __forceinline__ float quad_sum(float v) {
 template <typename T, int D>
 __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, const T* v, T* o, float* lse, int H, int Tq,
     int Tk, long long qsb, long long qsh, long long qst, long long ksb, long long ksh, long long kst, long long vsb,
-    long long vsh, long long vst, float scale, int causal) {
+    long long vsh, long long vst, float scale, int causal, long long osb, long long osh,
+    long long ost) {
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
@@ -193,8 +194,8 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) {
     int c = dn * 8 + 2 * t;
-    if (ra < Tq) { T* op = o + ((long long)bh * Tq + ra) * D; st(op, c, acc[dn][0] * ia); st(op, c + 1, acc[dn][1] * ia); }
-    if (rb < Tq) { T* op = o + ((long long)bh * Tq + rb) * D; st(op, c, acc[dn][2] * ib); st(op, c + 1, acc[dn][3] * ib); }
+    if (ra < Tq) { T* op = out_ptr(o, Strides{osb, osh, ost}, bh, H, ra); st(op, c, acc[dn][0] * ia); st(op, c + 1, acc[dn][1] * ia); }
+    if (rb < Tq) { T* op = out_ptr(o, Strides{osb, osh, ost}, bh, H, rb); st(op, c, acc[dn][2] * ib); st(op, c + 1, acc[dn][3] * ib); }
   }
   if (t == 0) {
     if (ra < Tq) lse[(long long)bh * Tq + ra] = la > 0.f ? ma + logf(la) : VT_NEG_INF;
@@ -208,7 +209,8 @@ template <typename T, int D>
 __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, const T* v, const T* dout,
     const float* lse, const float* delta, T* dq, int H, int Tq, int Tk, long long qsb, long long qsh, long long qst,
     long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst, long long gsb,
-    long long gsh, long long gst, float scale, int causal) {
+    long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
+    long long ost) {
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
@@ -253,8 +255,8 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) {
     int c = dn * 8 + 2 * t;
-    if (ra < Tq) { T* op = dq + ((long long)bh * Tq + ra) * D; st(op, c, acc[dn][0] * scale); st(op, c + 1, acc[dn][1] * scale); }
-    if (rb < Tq) { T* op = dq + ((long long)bh * Tq + rb) * D; st(op, c, acc[dn][2] * scale); st(op, c + 1, acc[dn][3] * scale); }
+    if (ra < Tq) { T* op = out_ptr(dq, Strides{osb, osh, ost}, bh, H, ra); st(op, c, acc[dn][0] * scale); st(op, c + 1, acc[dn][1] * scale); }
+    if (rb < Tq) { T* op = out_ptr(dq, Strides{osb, osh, ost}, bh, H, rb); st(op, c, acc[dn][2] * scale); st(op, c + 1, acc[dn][3] * scale); }
   }
 }
 
@@ -264,7 +266,8 @@ template <typename T, int D>
 __global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k, const T* v, const T* dout,
     const float* lse, const float* delta, T* dk, T* dv, int H, int Tq, int Tk, long long qsb, long long qsh,
     long long qst, long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst,
-    long long gsb, long long gsh, long long gst, float scale, int causal) {
+    long long gsb, long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
+    long long ost) {
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
@@ -318,11 +321,13 @@ __global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k,
   for (int dn = 0; dn < D / 8; ++dn) {
     int c = dn * 8 + 2 * t;
     if (ka < Tk) {
-      T* pk = dk + ((long long)bh * Tk + ka) * D; T* pv = dv + ((long long)bh * Tk + ka) * D;
+      Strides os{osb, osh, ost};
+      T* pk = out_ptr(dk, os, bh, H, ka); T* pv = out_ptr(dv, os, bh, H, ka);
       st(pk, c, gk[dn][0] * scale); st(pk, c + 1, gk[dn][1] * scale); st(pv, c, gv[dn][0]); st(pv, c + 1, gv[dn][1]);
     }
     if (kb < Tk) {
-      T* pk = dk + ((long long)bh * Tk + kb) * D; T* pv = dv + ((long long)bh * Tk + kb) * D;
+      Strides os{osb, osh, ost};
+      T* pk = out_ptr(dk, os, bh, H, kb); T* pv = out_ptr(dv, os, bh, H, kb);
       st(pk, c, gk[dn][2] * scale); st(pk, c + 1, gk[dn][3] * scale); st(pv, c, gv[dn][2]); st(pv, c + 1, gv[dn][3]);
     }
   }

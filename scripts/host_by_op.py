@@ -1,0 +1,119 @@
+"""Host time of one eager GPT training step, per op name: where the Python + launch time goes.
+
+Times every outermost dispatched op (forward and the ops a backward formula calls) and every
+backward node, with perf_counter and no device sync (the step is host-bound, so host time is what
+is being spent). Usage: python scripts/host_by_op.py [--config medium] [--amp] [--steps 5]
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+from profile_ops import vt_train_step  # noqa: E402
+from train_gpt import CONFIGS  # noqa: E402
+
+import vibetensor as vt  # noqa: E402
+from vibetensor.core import autograd as A  # noqa: E402
+from vibetensor.core import dispatcher as D  # noqa: E402
+from vibetensor.core.ops import nn_common  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="medium")
+    ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", default="cuda")
+    a = ap.parse_args()
+    step = vt_train_step(CONFIGS[a.config], a.amp, a.device)
+    sync = vt.cuda.synchronize if a.device == "cuda" else (lambda: None)
+    for _ in range(3):
+        step()
+    sync()
+    host, cpu = [], []
+    for _ in range(5):  # best of 5 rounds: the lent hosts are noisy
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(a.steps):
+            step()
+        host.append((time.perf_counter() - t0) / a.steps)
+        cpu.append((time.process_time() - c0) / a.steps)
+        sync()
+    host, cpu = min(host), min(cpu)
+
+    fwd = collections.defaultdict(lambda: [0, 0.0])
+    bwd = collections.defaultdict(lambda: [0, 0.0])
+    depth = [0]
+    orig_dispatch, orig_apply = D.dispatch, A.Node.apply
+    pc = time.perf_counter
+
+    def dispatch(op, args, kwargs):
+        if depth[0]:
+            return orig_dispatch(op, args, kwargs)
+        depth[0] = 1
+        t = pc()
+        try:
+            return orig_dispatch(op, args, kwargs)
+        finally:
+            r = fwd[op.name]
+            r[0] += 1
+            r[1] += pc() - t
+            depth[0] = 0
+
+    def apply(self, grads):
+        t = pc()
+        try:
+            return orig_apply(self, grads)
+        finally:
+            r = bwd[self.op.name]
+            r[0] += 1
+            r[1] += pc() - t
+
+    phases = collections.defaultdict(float)
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            t = pc()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phases[name] += pc() - t
+        return wrapper
+
+    patches = [(vt.Tensor, "backward"), (vt.optim.AdamW, "step"), (vt.optim.AdamW, "zero_grad"),
+               (A.AccumulateGrad, "accumulate")]
+    saved = [(cls, attr, cls.__dict__.get(attr) or getattr(cls, attr)) for cls, attr in patches]
+    for cls, attr, fn in saved:
+        setattr(cls, attr, timed(f"{cls.__name__}.{attr}", fn))
+    D.dispatch, nn_common.dispatch, A.Node.apply = dispatch, dispatch, apply
+    try:
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        timed = (time.perf_counter() - t0) / a.steps
+        sync()
+    finally:
+        D.dispatch, nn_common.dispatch, A.Node.apply = orig_dispatch, orig_dispatch, orig_apply
+        for cls, attr, fn in saved:
+            setattr(cls, attr, fn)
+    n = a.steps
+    print(f"{a.config} amp={a.amp}: host {host * 1e3:.2f} ms/step (best of 5 rounds; process CPU time "
+          f"{cpu * 1e3:.2f}), {timed * 1e3:.2f} ms/step while timing ops")
+    bw_nodes = sum(v[1] for v in bwd.values())
+    print("phases (ms/step): " + ", ".join(f"{k} {v / n * 1e3:.2f}" for k, v in phases.items())
+          + f"; backward engine outside node formulas and AccumulateGrad "
+          f"{(phases['Tensor.backward'] - bw_nodes - phases['AccumulateGrad.accumulate']) / n * 1e3:.2f}")
+    for title, tab in (("outermost ops (forward, optimizer, and ops run by backward formulas)", fwd),
+                       ("backward nodes (inclusive of the ops their formulas run)", bwd)):
+        tot = sum(v[1] for v in tab.values()) / n
+        print(f"\n{title}: {tot * 1e3:.2f} ms/step, {sum(v[0] for v in tab.values()) // n} calls/step")
+        print(f"{'op':34s} {'calls':>6s} {'ms/step':>8s} {'us/call':>8s}")
+        for name, (c, s) in sorted(tab.items(), key=lambda kv: -kv[1][1])[:30]:
+            print(f"{name:34s} {c // n:6d} {s / n * 1e3:8.2f} {s / c * 1e6:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
