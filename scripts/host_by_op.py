@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import os
 import sys
 import time
@@ -28,21 +29,32 @@ def main():
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--gc", choices=("on", "freeze", "off"), default="on",
+                    help="Python's cyclic collector during the timed steps")
     a = ap.parse_args()
     step = vt_train_step(CONFIGS[a.config], a.amp, a.device)
     sync = vt.cuda.synchronize if a.device == "cuda" else (lambda: None)
     for _ in range(3):
         step()
     sync()
-    host, cpu = [], []
+    if a.gc == "freeze":
+        gc.freeze()  # what exists now (model, CuPy, torch) leaves the collector's generations
+    elif a.gc == "off":
+        gc.disable()
+    host, cpu, each = [], [], []
     for _ in range(5):  # best of 5 rounds: the lent hosts are noisy
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(a.steps):
+            t1 = time.perf_counter()
             step()
+            each.append(time.perf_counter() - t1)
         host.append((time.perf_counter() - t0) / a.steps)
         cpu.append((time.process_time() - c0) / a.steps)
         sync()
     host, cpu = min(host), min(cpu)
+    each.sort()
+    spread = (f"per step: mean {sum(each) / len(each) * 1e3:.2f}, median {each[len(each) // 2] * 1e3:.2f}, "
+              f"max {each[-1] * 1e3:.2f} ms (gc {a.gc})")
 
     fwd = collections.defaultdict(lambda: [0, 0.0])
     bwd = collections.defaultdict(lambda: [0, 0.0])
@@ -101,7 +113,7 @@ def main():
             setattr(cls, attr, fn)
     n = a.steps
     print(f"{a.config} amp={a.amp}: host {host * 1e3:.2f} ms/step (best of 5 rounds; process CPU time "
-          f"{cpu * 1e3:.2f}), {timed * 1e3:.2f} ms/step while timing ops")
+          f"{cpu * 1e3:.2f}), {timed * 1e3:.2f} ms/step while timing ops; {spread}")
     bw_nodes = sum(v[1] for v in bwd.values())
     print("phases (ms/step): " + ", ".join(f"{k} {v / n * 1e3:.2f}" for k, v in phases.items())
           + f"; backward engine outside node formulas and AccumulateGrad "

@@ -109,7 +109,7 @@ def _cast(t, target, ctx):
         if t._device.type == "cuda":
             _be.check_cuda_dtype(target, "autocast")
         with _be.device_guard(t._device):  # CuPy allocates on the current device
-            out = _disp._Tensor._make(t._data.astype(target.np), t._device)
+            out = _disp._Tensor._make(_be.astype(t._data, target.np), t._device)
         if t.requires_grad and _grad_state.enabled:
             _ag.attach(_TO_DTYPE, (t, target), {}, [t], out)
     if cache is not None:

@@ -277,7 +277,7 @@ def _unwrap(a, dev, cast):
         if a._device is not dev and a._device != dev:  # a 0-dim tensor used as a scalar
             return a.item()
         if cast is not None and a._dtype is not cast:
-            d = d.astype(cast.np)
+            d = _be.astype(d, cast.np)
         return d
     if type(a) in (list, tuple):
         for b in a:  # shapes and dims (plain ints, nothing to cast) pass through untouched

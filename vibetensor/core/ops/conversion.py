@@ -10,7 +10,7 @@ from ._util import V, xp_of
 def to_dtype(a, dtype):
     if _be.is_cuda_array(a):
         _be.check_cuda_dtype(dtype, "to")
-    return a.astype(dtype.np)
+    return _be.astype(a, dtype.np)
 
 
 @to_dtype.def_backward
@@ -18,7 +18,7 @@ def _(ctx, g):
     dt = ctx.args[0].dtype
     if not g._is_sharded and g._dtype is not dt:  # runs under no_grad: the cast alone, no dispatch
         with _be.device_guard(g._device):
-            return type(g)._make(g._data.astype(dt.np), g._device)
+            return type(g)._make(_be.astype(g._data, dt.np), g._device)
     return V.to_dtype(g, dt)
 
 

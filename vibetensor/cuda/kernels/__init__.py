@@ -34,6 +34,14 @@ for _v in _WARP_VPT:
         _NAMES += [f"softmax_fwd_warp<{_t}, {_t}, {_v}>", f"softmax_bwd_warp<{_t}, {_t}, {_t}, {_v}>"]
     for _t in ("__half", "__nv_bfloat16"):
         _NAMES += [f"softmax_fwd_warp<float, {_t}, {_v}>", f"softmax_bwd_warp<{_t}, float, {_t}, {_v}>"]
+_LN_VPT = (4, 8, 16, 32)  # warp-per-row layer norm for rows up to 128 / 256 / 512 / 1024 elements
+for _v in _LN_VPT:
+    for _t in _TYPES.values():
+        _NAMES += [f"ln_fwd_warp<{_t}, {_v}>", f"ln_bwd_dx_warp<{_t}, {_v}>"]
+for _t in ("__half", "__nv_bfloat16"):
+    _NAMES += [f"cast4<float, {_t}>", f"cast4<{_t}, float>"]
+for _t in _TYPES.values():
+    _NAMES += [f"gelu_fwd4<{_t}>", f"gelu_bwd4<{_t}>"]
 _modules: dict = {}
 _functions: dict = {}  # (device, name, dtypes) -> compiled function
 # numpy dtype -> C type, keyed by dtype objects: str(dtype) costs microseconds per call on the hot path
@@ -98,16 +106,29 @@ def layer_norm_fwd(x, w, b, eps):
     mean = cp.empty((M,), dtype=cp.float32)
     rstd = cp.empty((M,), dtype=cp.float32)
     if M:
-        _fn("ln_fwd", x.dtype)((M,), (_threads(min(N, 1024)),),
-                               (x, _ptr(w), _ptr(b), y, mean, rstd, cp.int64(N), cp.float32(eps)))
+        v = _ln_vpt(N)
+        if v:
+            _fn_vpt("ln_fwd_warp", (x.dtype,), v)(((M + 3) // 4,), (128,), (
+                x, _ptr(w), _ptr(b), y, mean, rstd, cp.int64(M), cp.int32(N), cp.float32(eps)))
+        else:
+            _fn("ln_fwd", x.dtype)((M,), (_threads(min(N, 1024)),),
+                                   (x, _ptr(w), _ptr(b), y, mean, rstd, cp.int64(N), cp.float32(eps)))
     return y, mean, rstd
+
+
+def _ln_vpt(N):
+    """Elements per lane of the warp-per-row layer-norm kernels for rows of N, or 0 (block per row)."""
+    for v in _LN_VPT:
+        if N <= 32 * v:
+            return v
+    return 0
 
 
 def _col_partials(name, dy, x, mean, rstd, with_b):
     cp = _be.cupy_module()
     N = x.shape[-1]
     M = x.size // max(N, 1)
-    G = int(min(64, max(1, M // 32)))
+    G = int(min(256, max(1, M // 32)))  # enough blocks to fill the GPU at hidden sizes of a few hundred
     pw = cp.empty((G, N), dtype=cp.float32)
     pb = cp.empty((G, N), dtype=cp.float32) if with_b else None
     _fn("ln_bwd_dwb", x.dtype)(((N + 255) // 256, G), (256,),
@@ -123,6 +144,25 @@ def _partial_sum(part):
     if N:
         _mod_fn("partial_sum")(((N + 255) // 256,), (256,), (part, out, cp.int64(G), cp.int64(N)))
     return out
+
+
+_CAST = {(_F32, np.dtype(np.float16)), (np.dtype(np.float16), _F32)}
+if ml_dtypes is not None:
+    _CAST |= {(_F32, np.dtype(ml_dtypes.bfloat16)), (np.dtype(ml_dtypes.bfloat16), _F32)}
+
+
+def cast(x, dtype):
+    """``x.astype(dtype)``: float32 <-> float16/bfloat16 of a contiguous, 16-byte aligned x by a vectorised
+    kernel, anything else by CuPy."""
+    dtype = np.dtype(dtype)
+    if (x.dtype, dtype) not in _CAST or not x.flags.c_contiguous or x.data.ptr % 16:
+        return x.astype(dtype)
+    cp = _be.cupy_module()
+    y = cp.empty(x.shape, dtype=dtype)
+    n = x.size
+    if n:
+        _fn("cast4", x.dtype, dtype)(*_grid4(n), (x, y, cp.int64(n)))
+    return y
 
 
 def _mod_fn(name):
@@ -145,8 +185,13 @@ def layer_norm_bwd(dy, x, w, eps, need_w=True, need_b=True):
     mean = cp.empty((M,), dtype=cp.float32)
     rstd = cp.empty((M,), dtype=cp.float32)
     if M:
-        _fn("ln_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
-                                  (dy, x, _ptr(w), mean, rstd, dx, cp.int64(N), cp.float32(eps)))
+        v = _ln_vpt(N)
+        if v:
+            _fn_vpt("ln_bwd_dx_warp", (x.dtype,), v)(((M + 3) // 4,), (128,), (
+                dy, x, _ptr(w), mean, rstd, dx, cp.int64(M), cp.int32(N), cp.float32(eps)))
+        else:
+            _fn("ln_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
+                                      (dy, x, _ptr(w), mean, rstd, dx, cp.int64(N), cp.float32(eps)))
     dw = db = None
     if (need_w or need_b) and M:
         dw, db = _col_partials("ln_bwd_dwb", dy, x, mean, rstd, need_b)
@@ -276,12 +321,21 @@ def _grid(n):
     return (int(min(max((n + 255) // 256, 1), 4 * 65535)),), (256,)
 
 
+def _grid4(n):
+    """Launch shape of the four-elements-per-thread kernels (at least one block for the n % 4 tail)."""
+    return (int(min((n // 4 + 255) // 256 + 1, 4 * 65535)),), (256,)
+
+
 def gelu_fwd(x, approximate="none"):
     cp = _be.cupy_module()
     x = _c(x)
     y = cp.empty_like(x)
     if x.size:
-        _fn("gelu_fwd", x.dtype)(*_grid(x.size), (x, y, cp.int64(x.size), cp.int32(approximate == "tanh")))
+        args = (x, y, cp.int64(x.size), cp.int32(approximate == "tanh"))
+        if (x.data.ptr | y.data.ptr) % 16 == 0:
+            _fn("gelu_fwd4", x.dtype)(*_grid4(x.size), args)
+        else:
+            _fn("gelu_fwd", x.dtype)(*_grid(x.size), args)
     return y
 
 
@@ -291,7 +345,11 @@ def gelu_bwd(x, g, approximate="none"):
     g = _c(cp.broadcast_to(g.astype(x.dtype, copy=False), x.shape))
     dx = cp.empty_like(x)
     if x.size:
-        _fn("gelu_bwd", x.dtype)(*_grid(x.size), (x, g, dx, cp.int64(x.size), cp.int32(approximate == "tanh")))
+        args = (x, g, dx, cp.int64(x.size), cp.int32(approximate == "tanh"))
+        if (x.data.ptr | g.data.ptr | dx.data.ptr) % 16 == 0:
+            _fn("gelu_bwd4", x.dtype)(*_grid4(x.size), args)
+        else:
+            _fn("gelu_bwd", x.dtype)(*_grid(x.size), args)
     return dx
 
 
@@ -453,7 +511,7 @@ def flash_bwd(g, q, k, v, scale, causal):
     BH = q.size // (Tq * D)
     delta = cp.empty((BH, Tq), dtype=cp.float32)
     rows = BH * Tq
-    _flash_fn("flash_bwd_delta", q.dtype, D)(((rows + 255) // 256,), (256,), (
+    _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
         o, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows)))
     # each gradient in its input's layout (dk and dv share one: k's), so the views the model took of
     # q/k/v (reshape, transpose) map their gradients back without copies

@@ -114,12 +114,14 @@ __global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, float* lse, 
   }
 }
 
-// delta[row] = sum_d dO[row, d] * O[row, d] (O contiguous, dO strided)
+// delta[row] = sum_d dO[row, d] * O[row, d] (O contiguous, dO strided): one warp per row, so a warp's
+// loads are consecutive elements of one row.
 template <typename T, int D>
 __global__ void flash_bwd_delta(const T* o, const T* dout, float* delta, int H, int Tq, long long gsb, long long gsh, long long gst,
     long long rows) {
   FL_STRIDES(gs);
-  long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  long long i = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
   if (i >= rows) return;
   int bh = (int)(i / Tq);
   long long r = i % Tq;
@@ -127,8 +129,9 @@ __global__ void flash_bwd_delta(const T* o, const T* dout, float* delta, int H, 
   const T* op = o + i * D;
   float s = 0.f;
 #pragma unroll
-  for (int d = 0; d < D; ++d) s += ld(gp, d) * ld(op, d);
-  delta[i] = s;
+  for (int d = lane; d < D; d += 32) s += ld(gp, d) * ld(op, d);
+  s = warp_sum(s);
+  if (lane == 0) delta[i] = s;
 }
 
 // dQ: one thread per query row; K and V stream through shared memory.

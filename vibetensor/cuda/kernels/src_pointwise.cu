@@ -3,29 +3,29 @@
 // Appended to src_rows.cu (which defines ld/st and the reductions) in one module.
 
 // GELU: approx 0 = erf form, 1 = tanh form.
+__device__ __forceinline__ float gelu_f(float v, int approx) {
+  if (approx) return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+}
+__device__ __forceinline__ float gelu_d(float v, int approx) {  // d gelu / dv
+  if (approx) {
+    float t = tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v));
+    float du = 0.7978845608028654f * (1.f + 3.f * 0.044715f * v * v);
+    return 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du;
+  }
+  return 0.5f * (1.f + erff(v * 0.70710678118654752f)) + v * 0.3989422804014327f * __expf(-0.5f * v * v);
+}
+
 template <typename T>
 __global__ void gelu_fwd(const T* x, T* y, long long n, int approx) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    float v = ld(x, i), r;
-    if (approx) r = 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-    else r = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
-    st(y, i, r);
-  }
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    st(y, i, gelu_f(ld(x, i), approx));
 }
 
 template <typename T>
 __global__ void gelu_bwd(const T* x, const T* g, T* dx, long long n, int approx) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    float v = ld(x, i), d;
-    if (approx) {
-      float t = tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v));
-      float du = 0.7978845608028654f * (1.f + 3.f * 0.044715f * v * v);
-      d = 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du;
-    } else {
-      d = 0.5f * (1.f + erff(v * 0.70710678118654752f)) + v * 0.3989422804014327f * __expf(-0.5f * v * v);
-    }
-    st(dx, i, ld(g, i) * d);
-  }
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    st(dx, i, ld(g, i) * gelu_d(ld(x, i), approx));
 }
 
 // y[r, c] += b[c] in place (the fresh output of a GEMM): the bias of linear without a second buffer.
@@ -59,4 +59,86 @@ extern "C" __global__ void partial_sum(const float* partial, float* out, long lo
   float s = 0.f;
   for (long long g = 0; g < G; ++g) s += partial[g * N + c];
   out[c] = s;
+}
+
+// dtype casts float32 <-> float16/bfloat16, four elements per thread (16-byte float32 side, 8-byte half
+// side: CuPy's astype moves one element per thread at about half the memory bound). Both pointers
+// must be 16-byte aligned; the last n % 4 elements are done by the first threads.
+template <typename T> struct Pack4;
+template <> struct Pack4<float> {
+  static __device__ __forceinline__ void load(const float* p, float* a) {
+    float4 v = *reinterpret_cast<const float4*>(p); a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
+  }
+  static __device__ __forceinline__ void store(float* p, const float* a) {
+    *reinterpret_cast<float4*>(p) = make_float4(a[0], a[1], a[2], a[3]);
+  }
+};
+template <> struct Pack4<__nv_bfloat16> {
+  static __device__ __forceinline__ void load(const __nv_bfloat16* p, float* a) {
+    uint2 u = *reinterpret_cast<const uint2*>(p);
+    float2 lo = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&u.x));
+    float2 hi = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&u.y));
+    a[0] = lo.x; a[1] = lo.y; a[2] = hi.x; a[3] = hi.y;
+  }
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, const float* a) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(a[0], a[1]), hi = __floats2bfloat162_rn(a[2], a[3]);
+    uint2 u;
+    u.x = *reinterpret_cast<unsigned*>(&lo);
+    u.y = *reinterpret_cast<unsigned*>(&hi);
+    *reinterpret_cast<uint2*>(p) = u;
+  }
+};
+template <> struct Pack4<__half> {
+  static __device__ __forceinline__ void load(const __half* p, float* a) {
+    uint2 u = *reinterpret_cast<const uint2*>(p);
+    float2 lo = __half22float2(*reinterpret_cast<__half2*>(&u.x));
+    float2 hi = __half22float2(*reinterpret_cast<__half2*>(&u.y));
+    a[0] = lo.x; a[1] = lo.y; a[2] = hi.x; a[3] = hi.y;
+  }
+  static __device__ __forceinline__ void store(__half* p, const float* a) {
+    __half2 lo = __floats2half2_rn(a[0], a[1]), hi = __floats2half2_rn(a[2], a[3]);
+    uint2 u;
+    u.x = *reinterpret_cast<unsigned*>(&lo);
+    u.y = *reinterpret_cast<unsigned*>(&hi);
+    *reinterpret_cast<uint2*>(p) = u;
+  }
+};
+
+template <typename S, typename D>
+__global__ void cast4(const S* x, D* y, long long n) {
+  long long n4 = n >> 2, i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  for (long long k = i; k < n4; k += (long long)gridDim.x * blockDim.x) {
+    float a[4];
+    Pack4<S>::load(x + 4 * k, a);
+    Pack4<D>::store(y + 4 * k, a);
+  }
+  if (i < (n & 3)) st(y, 4 * n4 + i, ld(x, 4 * n4 + i));
+}
+
+// GELU forward/backward four elements per thread (16-byte aligned arrays; the n % 4 tail by the first threads).
+template <typename T>
+__global__ void gelu_fwd4(const T* x, T* y, long long n, int approx) {
+  long long n4 = n >> 2, i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  for (long long k = i; k < n4; k += (long long)gridDim.x * blockDim.x) {
+    float a[4];
+    Pack4<T>::load(x + 4 * k, a);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) a[j] = gelu_f(a[j], approx);
+    Pack4<T>::store(y + 4 * k, a);
+  }
+  if (i < (n & 3)) st(y, 4 * n4 + i, gelu_f(ld(x, 4 * n4 + i), approx));
+}
+
+template <typename T>
+__global__ void gelu_bwd4(const T* x, const T* g, T* dx, long long n, int approx) {
+  long long n4 = n >> 2, i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  for (long long k = i; k < n4; k += (long long)gridDim.x * blockDim.x) {
+    float a[4], b[4];
+    Pack4<T>::load(x + 4 * k, a);
+    Pack4<T>::load(g + 4 * k, b);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) a[j] = b[j] * gelu_d(a[j], approx);
+    Pack4<T>::store(dx + 4 * k, a);
+  }
+  if (i < (n & 3)) st(dx, 4 * n4 + i, ld(g, 4 * n4 + i) * gelu_d(ld(x, 4 * n4 + i), approx));
 }

@@ -127,6 +127,67 @@ __global__ void ln_bwd_dwb(const T* dy, const T* x, const float* mean, const flo
   if (pb) pb[(long long)g * N + c] = sb;
 }
 
+// Warp-per-row layer norm for rows up to 32*V elements (the common hidden sizes): the row lives in
+// registers, reductions are warp shuffles, no __syncthreads; four rows per 128-thread block.
+template <typename T, int V>
+__global__ void ln_fwd_warp(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
+                            long long M, int N, float eps) {
+  long long r = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5);
+  int lane = threadIdx.x & 31;
+  if (r >= M) return;
+  const T* xr = x + r * N;
+  T* yr = y + r * N;
+  float v[V], s = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) { int i = lane + 32 * j; v[j] = i < N ? ld(xr, i) : 0.f; s += v[j]; }
+  float mu = warp_sum(s) / (float)N, q = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) { float d = lane + 32 * j < N ? v[j] - mu : 0.f; q += d * d; }
+  float rs = rsqrtf(warp_sum(q) / (float)N + eps);
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    int i = lane + 32 * j;
+    if (i < N) {
+      float o = (v[j] - mu) * rs;
+      if (w) o = o * w[i];
+      if (b) o = o + b[i];
+      st(yr, i, o);
+    }
+  }
+  if (lane == 0) { mean[r] = mu; rstd[r] = rs; }
+}
+
+template <typename T, int V>
+__global__ void ln_bwd_dx_warp(const T* dy, const T* x, const float* w, float* mean, float* rstd,
+                               T* dx, long long M, int N, float eps) {
+  long long r = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5);
+  int lane = threadIdx.x & 31;
+  if (r >= M) return;
+  const T* xr = x + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
+  float v[V], g[V], s = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    int i = lane + 32 * j;
+    v[j] = i < N ? ld(xr, i) : 0.f;
+    g[j] = i < N ? ld(dyr, i) * (w ? w[i] : 1.f) : 0.f;
+    s += v[j];
+  }
+  float mu = warp_sum(s) / (float)N, q = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) { float d = lane + 32 * j < N ? v[j] - mu : 0.f; q += d * d; }
+  float rs = rsqrtf(warp_sum(q) / (float)N + eps), a = 0.f, c = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) { v[j] = (v[j] - mu) * rs; a += g[j]; c += g[j] * v[j]; }  // v becomes xhat
+  a = warp_sum(a) / (float)N;
+  c = warp_sum(c) / (float)N;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    int i = lane + 32 * j;
+    if (i < N) st(dxr, i, rs * (g[j] - a - v[j] * c));
+  }
+  if (lane == 0) { mean[r] = mu; rstd[r] = rs; }
+}
+
 // ---------------------------------------------------------------- rms norm
 template <typename T>
 __global__ void rms_fwd(const T* x, const float* w, T* y, float* rstd, long long N, float eps) {
