@@ -42,6 +42,8 @@ for _t in ("__half", "__nv_bfloat16"):
     _NAMES += [f"cast4<float, {_t}>", f"cast4<{_t}, float>"]
 for _t in _TYPES.values():
     _NAMES += [f"gelu_fwd4<{_t}>", f"gelu_bwd4<{_t}>"]
+_CAT_UNITS = ((16, "uint4"), (8, "uint2"), (4, "unsigned int"), (2, "unsigned short"), (1, "unsigned char"))
+_NAMES += [f"cat4<{u}>" for _, u in _CAT_UNITS]
 _modules: dict = {}
 _functions: dict = {}  # (device, name, dtypes) -> compiled function
 # numpy dtype -> C type, keyed by dtype objects: str(dtype) costs microseconds per call on the hot path
@@ -142,7 +144,7 @@ def _partial_sum(part):
     G, N = part.shape
     out = cp.empty((N,), dtype=cp.float32)
     if N:
-        _mod_fn("partial_sum")(((N + 255) // 256,), (256,), (part, out, cp.int64(G), cp.int64(N)))
+        _mod_fn("partial_sum")(((N * 32 + 255) // 256,), (256,), (part, out, cp.int64(G), cp.int64(N)))
     return out
 
 
@@ -163,6 +165,42 @@ def cast(x, dtype):
     if n:
         _fn("cast4", x.dtype, dtype)(*_grid4(n), (x, y, cp.int64(n)))
     return y
+
+
+def cat(arrs, d):
+    """``concatenate(arrs, axis=d)`` of 2..4 C-contiguous CuPy arrays of one dtype and shape but along d, by
+    one kernel; None when that does not apply (the caller uses CuPy)."""
+    if not 2 <= len(arrs) <= 4:
+        return None
+    a0 = arrs[0]
+    dt = a0.dtype
+    outer = 1
+    for n in a0.shape[:d]:
+        outer *= n
+    widths = []
+    for a in arrs:
+        if a.dtype != dt or not a.flags.c_contiguous:
+            return None
+        widths.append(a.size // outer if outer else 0)
+    cp = _be.cupy_module()
+    shape = list(a0.shape)
+    shape[d] = sum(a.shape[d] for a in arrs)
+    out = cp.empty(tuple(shape), dtype=dt)
+    if out.size == 0:
+        return out
+    sizes = [w * dt.itemsize for w in widths] + [a.data.ptr for a in arrs] + [out.data.ptr]
+    for unit, ctype in _CAT_UNITS:
+        if all(v % unit == 0 for v in sizes):
+            break
+    ws = [w * dt.itemsize // unit for w in widths] + [0] * (4 - len(arrs))
+    ps = list(arrs) + [arrs[0]] * (4 - len(arrs))
+    total = out.nbytes // unit
+    key = (cp.cuda.runtime.getDevice(), "cat4", unit)
+    f = _functions.get(key)
+    if f is None:
+        f = _functions[key] = _mod().get_function(f"cat4<{ctype}>")
+    f((int(min((total + 255) // 256, 4 * 65535)),), (256,), (*ps, *(cp.int64(w) for w in ws), out, cp.int64(outer)))
+    return out
 
 
 def _mod_fn(name):

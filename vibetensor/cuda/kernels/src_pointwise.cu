@@ -52,13 +52,15 @@ __global__ void col_sum(const T* x, float* partial, long long M, long long N) {
   partial[(long long)g * N + c] = s;
 }
 
-// out[c] = sum over g of partial[g, c] (the second pass of the column sums above).
+// out[c] = sum over g of partial[g, c] (the second pass of the column sums above): one warp per column.
 extern "C" __global__ void partial_sum(const float* partial, float* out, long long G, long long N) {
-  long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  long long c = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
   if (c >= N) return;
   float s = 0.f;
-  for (long long g = 0; g < G; ++g) s += partial[g * N + c];
-  out[c] = s;
+  for (long long g = lane; g < G; g += 32) s += partial[g * N + c];
+  s = warp_sum(s);
+  if (lane == 0) out[c] = s;
 }
 
 // dtype casts float32 <-> float16/bfloat16, four elements per thread (16-byte float32 side, 8-byte half
@@ -141,4 +143,22 @@ __global__ void gelu_bwd4(const T* x, const T* g, T* dx, long long n, int approx
     Pack4<T>::store(dx + 4 * k, a);
   }
   if (i < (n & 3)) st(dx, 4 * n4 + i, ld(g, 4 * n4 + i) * gelu_d(ld(x, 4 * n4 + i), approx));
+}
+
+// Concatenation of up to four C-contiguous pieces seen as (outer, w_i) rows of U units (U: 16, 8, 4, 2 or
+// 1 bytes, the widest that divides every row width and pointer): one launch instead of one copy per piece.
+template <typename U>
+__global__ void cat4(const U* p0, const U* p1, const U* p2, const U* p3, long long w0, long long w1,
+                     long long w2, long long w3, U* out, long long outer) {
+  long long W = w0 + w1 + w2 + w3, total = outer * W;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    long long r = i / W, c = i - r * W;
+    const U* src = p3;
+    long long w = w3;
+    if (c < w0) { src = p0; w = w0; }
+    else if ((c -= w0) < w1) { src = p1; w = w1; }
+    else if ((c -= w1) < w2) { src = p2; w = w2; }
+    else c -= w2;
+    out[i] = src[r * w + c];
+  }
 }
