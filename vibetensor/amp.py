@@ -3,8 +3,10 @@
 Inside an autocast region the dispatcher casts floating inputs of matrix ops (matmul, linear,
 attention, convolution) to the low-precision dtype, and of precision-sensitive ops (softmax,
 norms, losses, exp/log, sums) to float32; other ops follow normal type promotion. Casts are
-recorded ops, so gradients flow back in each input's own dtype. Casts of leaf parameters are
-cached for the region (one cast per weight per step, as PyTorch).
+recorded as ``to_dtype`` nodes (made here without the dispatcher's generic work), so gradients flow
+back in each input's own dtype; casts of leaf parameters are cached for the region (one cast per
+weight per step, as PyTorch). ``linear`` on CUDA is redirected to one ``linear_autocast`` op that
+casts its operands inside (no cast nodes: three fewer ops and backward nodes per layer).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ sum prod cumsum cumprod norm logsumexp var std acos asin cosh sinh tan""".split(
 
 _tls = threading.local()
 _TO_DTYPE = _disp.get_op("to_dtype")
+_LINEAR = _disp.get_op("linear_autocast")
 
 
 def _state():
@@ -117,26 +120,48 @@ def _cast(t, target, ctx):
     return out
 
 
+def _linear_in_op(args, ctx):
+    """linear(x, w[, b]) of float32/low-precision CUDA tensors on one device, none sharded: the casts can
+    happen inside one ``linear_autocast`` op."""
+    if len(args) < 2 or len(args) > 3:
+        return False
+    dev = None
+    for a in args:
+        if a is None:
+            continue
+        if not isinstance(a, _disp._Tensor) or a._is_sharded or a._device.type != ctx.device_type:
+            return False
+        if a._dtype is not _dt.float32 and a._dtype is not ctx.dtype:
+            return False
+        if dev is None:
+            dev = a._device
+        elif a._device != dev:
+            return False
+    return args[1].ndim == 2
+
+
 def _apply(op, args):
-    """Called by the dispatcher for every op while some thread has autocast on."""
+    """Called by the dispatcher for every op while some thread has autocast on: (op to run, its args)."""
     st = _state()
     if not st or st[-1] is None:
-        return args
+        return op, args
     ctx = st[-1]
     name = op.name
     if name in LOWER:
         target = ctx.dtype
+        if name == "linear" and ctx.device_type == "cuda" and _linear_in_op(args, ctx):
+            return _LINEAR, (args[0], args[1], args[2] if len(args) > 2 else None, target)
     elif name in FP32:
         target = _dt.float32
     else:
-        return args
+        return op, args
     out = []
     for a in args:
         if type(a) in (list, tuple):
             out.append(type(a)(_cast(b, target, ctx) for b in a))
         else:
             out.append(_cast(a, target, ctx))
-    return tuple(out)
+    return op, tuple(out)
 
 
 from .cuda.amp_scaler import GradScaler  # noqa: E402,F401

@@ -187,7 +187,7 @@ def _scan(args):
 
 def dispatch(op: OpDef, args, kwargs):
     if _autocast_hook is not None:
-        args = _autocast_hook(op, args)
+        op, args = _autocast_hook(op, args)
     if op.composite:
         return _composite(op, args, kwargs)
     tensors = _scan(args)

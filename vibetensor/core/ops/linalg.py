@@ -241,6 +241,44 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=N
     return tuple(None if t is None else t.astype(dt, copy=False) for t in (gx, gw, gb))
 
 
+# ------------------------------------------------------------------------------------ autocast linear
+
+@defop("linear_autocast", save=(0, 1))
+def linear_autocast(input, weight, bias, dtype):
+    """``linear`` computed in ``dtype`` (float16/bfloat16) from float32 or ``dtype`` operands: what autocast
+    runs for ``linear``. The casts happen inside this one op (PyTorch records a cast node per operand:
+    here that would be three more dispatched ops and three more backward nodes per layer). It saves the
+    float32 operands and casts them again in backward; the output is in ``dtype``."""
+    from ..dispatcher import REGISTRY, Key
+    from ..backend import astype, is_cuda_array
+    np_dt = dtype.np
+    x, w = (a if a.dtype == np_dt else astype(a, np_dt) for a in (input, weight))
+    b = None if bias is None or bias.dtype == np_dt else astype(bias, np_dt)
+    kernels = REGISTRY["vt::linear"].kernels
+    return kernels[Key.CUDA if is_cuda_array(x) else Key.CPU](x, w, bias if b is None else b)
+
+
+@linear_autocast.def_backward
+def _(ctx, g):
+    # on arrays, as the forward: casting again, the GEMMs and the casts back are this node's work alone
+    from ..dispatcher import REGISTRY, Key, _Tensor
+    from ..backend import astype, device_guard
+    x, w = ctx.saved
+    b, dtype = ctx.args[2], ctx.args[3]
+    need = ctx.needs_input_grad
+    np_dt, dev = dtype.np, x._device
+    with device_guard(dev):
+        xa, wa, ga = (t._data if t._dtype is dtype else astype(t._data, np_dt) for t in (x, w, g))
+        grads = REGISTRY["vt::linear_backward"].kernels[Key.CUDA if dev.type == "cuda" else Key.CPU](
+            ga, xa, wa, need[0], need[1], b is not None and need[2], None if b is None else tuple(b.shape))
+        out = []
+        for arr, ref in zip(grads, (x, w) if b is None else (x, w, b)):
+            if arr is not None and arr.dtype != ref.dtype.np:
+                arr = astype(arr, ref.dtype.np)
+            out.append(None if arr is None else _Tensor._make(arr, dev))
+    return tuple(out)
+
+
 # ---------------------------------------------------------------------------------------------- addmm
 
 def _addmm_kernel(opname, input, m1, m2, beta, alpha):
