@@ -260,9 +260,11 @@ def test_fused_adamw_on_cuda_matches_per_tensor_path(wd):
         ps = [nn.Parameter(vt.tensor(a, device="cuda")) for a in arrs]
         opt = vt.optim.AdamW(ps, lr=0.01, weight_decay=wd, fused=fused)
         rg = np.random.RandomState(1)
+        keep = []  # old grads stay alive: each step's grads are new buffers (the fused path rebinds them)
         for _ in range(4):
             for p in ps:
                 p.grad = vt.tensor(rg.randn(*p.shape).astype(np.float32), device="cuda")
+                keep.append(p.grad)
             opt.step()
         runs[fused] = [p.detach().cpu().numpy() for p in ps]
         assert opt.state[ps[0]]["step"].item() == 4.0

@@ -48,14 +48,16 @@ def fused_adamw_step(opt, gi, group, params, states):
             gs = [p.grad._data if p.grad._data.flags.c_contiguous else p.grad._data.copy() for p, _ in items]
             ms = [st["exp_avg"]._data for _, st in items]
             vs = [st["exp_avg_sq"]._data for _, st in items]
-            key = tuple(a.data.ptr for a in ps + gs + ms + vs)
+            key = tuple(a.data.ptr for a in ps + ms + vs)
             ck = (gi, tuple(id(p) for p, _ in items))
             tab = cache.get(ck)
-            if tab is None or tab.key != key:  # new grad buffers (set_to_none) rebuild the pointer tables
+            if tab is None or tab.key != key:
                 tab = kernels.AdamWMulti(ps, gs, ms, vs)
                 if len(cache) > 64:
                     cache.clear()
                 cache[ck] = tab
+            elif any(g.data.ptr != k for g, k in zip(gs, tab.grad_key)):
+                tab.rebind_grads(gs)  # new grad buffers (set_to_none): only their pointer table changes
             tab.step(group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step)
             for p, st in items:  # the kernel wrote through the arrays: bump versions as in-place ops do
                 p._vc.v += 1

@@ -577,7 +577,8 @@ class AdamWMulti:
     def __init__(self, params, grads, exp_avgs, exp_avg_sqs):
         cp = _be.cupy_module()
         import numpy as np
-        self.key = tuple(a.data.ptr for a in params + grads + exp_avgs + exp_avg_sqs)
+        self.key = tuple(a.data.ptr for a in params + exp_avgs + exp_avg_sqs)
+        self.grad_key = tuple(a.data.ptr for a in grads)
         sizes = np.array([p.size for p in params], dtype=np.int64)
         tids, offs = [], []
         for i, n in enumerate(sizes):
@@ -594,6 +595,14 @@ class AdamWMulti:
         self.inc = _mod().get_function("adamw_step_inc")
         self.step_dev = cp.zeros((1,), dtype=cp.float32)
         self.host_step = None
+
+    def rebind_grads(self, grads):
+        """New gradient buffers (zero_grad(set_to_none=True) frees them every step): only their pointer
+        table is uploaded again."""
+        import numpy as np
+        cp = _be.cupy_module()
+        self.grad_key = tuple(a.data.ptr for a in grads)
+        self.G = cp.asarray(np.array(self.grad_key, dtype=np.uint64))
 
     def step(self, lr, beta1, beta2, eps, weight_decay, step):
         """Advance to optimizer step ``step`` (the device counter follows the host's; inside a
