@@ -130,3 +130,34 @@ def test_one_grad_for_two_leaves_is_not_shared():
     assert a.grad is not b.grad
     np.testing.assert_allclose(a.grad.numpy(), [2, 2, 2])
     np.testing.assert_allclose(b.grad.numpy(), [2, 2, 2])
+
+
+def test_backward_releases_the_graph_behind_a_kept_loss():
+    """After backward (no retain_graph) a kept loss tensor holds its own node only: the rest of the graph
+    is freed by reference counting (no cyclic-collector work each step), and a second backward still
+    raises the usual error."""
+    import gc
+    import weakref
+
+    from vibetensor.errors import AutogradError
+    x = vt.randn(3, requires_grad=True)
+    h = (x * 2).exp()
+    inner = weakref.ref(h.grad_fn)
+    loss = h.sum()
+    del h
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        loss.backward()
+        assert inner() is None
+    finally:
+        if was:
+            gc.enable()
+    with pytest.raises(AutogradError, match="second time"):
+        loss.backward()
+    y = vt.randn(3, requires_grad=True)
+    kept = (y * 3).exp()
+    out = kept.sum()
+    out.backward(retain_graph=True)  # retained: the graph stays usable
+    out.backward()
+    np.testing.assert_allclose(y.grad.numpy(), 2 * 3 * np.exp(3 * y.detach().numpy()), rtol=1e-5)

@@ -364,6 +364,11 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
             if deps[m] == 0 and m not in pushed:
                 pushed.add(m)
                 heapq.heappush(heap, (-m.seq, id(m), m))
+        if node.ctx.freed:
+            # a freed node cannot run again (its root raises "backward through the graph a second
+            # time"): dropping its edges lets the rest of the graph die with the step instead of
+            # living on behind a kept loss tensor, where Python's collector would traverse it
+            node.next = ()
 
 
 def _free(ctx):
