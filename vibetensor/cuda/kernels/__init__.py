@@ -2,7 +2,8 @@
 
 Array-level functions on CuPy arrays; ``vibetensor.cuda.fused`` registers them as the CUDA kernels
 of the matching vt ops. Each replaces several CuPy launches with one (row-wise kernels: one block
-per row, float32 accumulation).
+per row, float32 accumulation). Outputs are C-contiguous ``cp.ndarray(shape, dtype)``: CuPy's
+``empty``/``empty_like`` wrappers cost a few microseconds more per call on the host.
 """
 from __future__ import annotations
 
@@ -104,9 +105,9 @@ def layer_norm_fwd(x, w, b, eps):
     N = x.shape[-1]
     M = x.size // max(N, 1)
     x = _c(x)
-    y = cp.empty_like(x)
-    mean = cp.empty((M,), dtype=cp.float32)
-    rstd = cp.empty((M,), dtype=cp.float32)
+    y = cp.ndarray(x.shape, x.dtype)
+    mean = cp.ndarray((M,), dtype=cp.float32)
+    rstd = cp.ndarray((M,), dtype=cp.float32)
     if M:
         v = _ln_vpt(N)
         if v:
@@ -131,8 +132,8 @@ def _col_partials(name, dy, x, mean, rstd, with_b):
     N = x.shape[-1]
     M = x.size // max(N, 1)
     G = int(min(256, max(1, M // 32)))  # enough blocks to fill the GPU at hidden sizes of a few hundred
-    pw = cp.empty((G, N), dtype=cp.float32)
-    pb = cp.empty((G, N), dtype=cp.float32) if with_b else None
+    pw = cp.ndarray((G, N), dtype=cp.float32)
+    pb = cp.ndarray((G, N), dtype=cp.float32) if with_b else None
     _fn("ln_bwd_dwb", x.dtype)(((N + 255) // 256, G), (256,),
                                (dy, x, _ptr(mean), rstd, pw, _ptr(pb), cp.int64(M), cp.int64(N)))
     return _partial_sum(pw), (_partial_sum(pb) if with_b else None)
@@ -142,7 +143,7 @@ def _partial_sum(part):
     """(G, N) float32 partial sums -> (N,): one small kernel (a CuPy reduction costs ~3x the host time)."""
     cp = _be.cupy_module()
     G, N = part.shape
-    out = cp.empty((N,), dtype=cp.float32)
+    out = cp.ndarray((N,), dtype=cp.float32)
     if N:
         _mod_fn("partial_sum")(((N * 32 + 255) // 256,), (256,), (part, out, cp.int64(G), cp.int64(N)))
     return out
@@ -160,7 +161,7 @@ def cast(x, dtype):
     if (x.dtype, dtype) not in _CAST or not x.flags.c_contiguous or x.data.ptr % 16:
         return x.astype(dtype)
     cp = _be.cupy_module()
-    y = cp.empty(x.shape, dtype=dtype)
+    y = cp.ndarray(x.shape, dtype=dtype)
     n = x.size
     if n:
         _fn("cast4", x.dtype, dtype)(*_grid4(n), (x, y, cp.int64(n)))
@@ -185,7 +186,7 @@ def cat(arrs, d):
     cp = _be.cupy_module()
     shape = list(a0.shape)
     shape[d] = sum(a.shape[d] for a in arrs)
-    out = cp.empty(tuple(shape), dtype=dt)
+    out = cp.ndarray(tuple(shape), dtype=dt)
     if out.size == 0:
         return out
     sizes = [w * dt.itemsize for w in widths] + [a.data.ptr for a in arrs] + [out.data.ptr]
@@ -219,9 +220,9 @@ def layer_norm_bwd(dy, x, w, eps, need_w=True, need_b=True):
     x = _c(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
-    dx = cp.empty_like(x)
-    mean = cp.empty((M,), dtype=cp.float32)
-    rstd = cp.empty((M,), dtype=cp.float32)
+    dx = cp.ndarray(x.shape, x.dtype)
+    mean = cp.ndarray((M,), dtype=cp.float32)
+    rstd = cp.ndarray((M,), dtype=cp.float32)
     if M:
         v = _ln_vpt(N)
         if v:
@@ -243,8 +244,8 @@ def rms_norm_fwd(x, w, eps):
     N = x.shape[-1]
     M = x.size // max(N, 1)
     x = _c(x)
-    y = cp.empty_like(x)
-    rstd = cp.empty((M,), dtype=cp.float32)
+    y = cp.ndarray(x.shape, x.dtype)
+    rstd = cp.ndarray((M,), dtype=cp.float32)
     if M:
         _fn("rms_fwd", x.dtype)((M,), (_threads(min(N, 1024)),), (x, _ptr(w), y, rstd, cp.int64(N), cp.float32(eps)))
     return y, rstd
@@ -256,8 +257,8 @@ def rms_norm_bwd(dy, x, w, eps, need_w=True):
     x = _c(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
-    dx = cp.empty_like(x)
-    rstd = cp.empty((M,), dtype=cp.float32)
+    dx = cp.ndarray(x.shape, x.dtype)
+    rstd = cp.ndarray((M,), dtype=cp.float32)
     if M:
         _fn("rms_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
                                    (dy, x, _ptr(w), rstd, dx, cp.int64(N), cp.float32(eps)))
@@ -292,7 +293,7 @@ def softmax_fwd(x, scale=1.0, causal=False, offset=0, out_dtype=None):
     N = x.shape[-1]
     M = x.size // max(N, 1)
     Tq = x.shape[-2] if x.ndim >= 2 else 1
-    y = cp.empty(x.shape, dtype=x.dtype if out_dtype is None else out_dtype)
+    y = cp.ndarray(x.shape, dtype=x.dtype if out_dtype is None else out_dtype)
     if M:
         args = (cp.int64(N), cp.float32(scale), cp.int32(bool(causal)), cp.int64(Tq), cp.int64(offset))
         v = _vpt(N)
@@ -312,7 +313,7 @@ def softmax_bwd(y, dy, scale=1.0):
     dy = _c(dy)
     N = y.shape[-1]
     M = y.size // max(N, 1)
-    dx = cp.empty_like(y)
+    dx = cp.ndarray(y.shape, y.dtype)
     if M:
         v = _vpt(N)
         if v is not None:
@@ -331,8 +332,8 @@ def xent_fwd(x, target, ignore_index=-100, label_smoothing=0.0):
     x = _c(x)
     R, C = x.shape
     tgt = _c(target.astype(cp.int64, copy=False))
-    loss = cp.empty((R,), dtype=cp.float32)
-    lse = cp.empty((R,), dtype=cp.float32)
+    loss = cp.ndarray((R,), dtype=cp.float32)
+    lse = cp.ndarray((R,), dtype=cp.float32)
     if R:
         _fn("xent_fwd", x.dtype)((R,), (_threads(min(C, 1024)),),
                                  (x, tgt, loss, lse, cp.int64(C), cp.int64(ignore_index), cp.float32(label_smoothing)))
@@ -346,7 +347,7 @@ def xent_bwd(x, target, lse, g, ignore_index=-100, label_smoothing=0.0):
     R, C = x.shape
     tgt = _c(target.astype(cp.int64, copy=False))
     g = _c(g.astype(cp.float32, copy=False)).reshape(-1)
-    dx = cp.empty_like(x)
+    dx = cp.ndarray(x.shape, x.dtype)
     if R:
         _fn("xent_bwd", x.dtype)((R,), (_threads(min(C, 1024)),),
                                  (x, tgt, lse, g, dx, cp.int64(C), cp.int64(ignore_index), cp.float32(label_smoothing),
@@ -367,7 +368,7 @@ def _grid4(n):
 def gelu_fwd(x, approximate="none"):
     cp = _be.cupy_module()
     x = _c(x)
-    y = cp.empty_like(x)
+    y = cp.ndarray(x.shape, x.dtype)
     if x.size:
         args = (x, y, cp.int64(x.size), cp.int32(approximate == "tanh"))
         if (x.data.ptr | y.data.ptr) % 16 == 0:
@@ -381,7 +382,7 @@ def gelu_bwd(x, g, approximate="none"):
     cp = _be.cupy_module()
     x = _c(x)
     g = _c(cp.broadcast_to(g.astype(x.dtype, copy=False), x.shape))
-    dx = cp.empty_like(x)
+    dx = cp.ndarray(x.shape, x.dtype)
     if x.size:
         args = (x, g, dx, cp.int64(x.size), cp.int32(approximate == "tanh"))
         if (x.data.ptr | g.data.ptr | dx.data.ptr) % 16 == 0:
@@ -406,7 +407,7 @@ def col_sum(x):
     x = _c(x)
     M, N = x.shape
     G = int(min(128, max(1, M // 64)))
-    part = cp.empty((G, N), dtype=cp.float32)
+    part = cp.ndarray((G, N), dtype=cp.float32)
     if M and N:
         _fn("col_sum", x.dtype)(((N + 255) // 256, G), (256,), (x, part, cp.int64(M), cp.int64(N)))
     else:
@@ -503,8 +504,8 @@ def _out_like(x, dtype, mirror=True):
     cp = _be.cupy_module()
     if mirror and x.ndim == 4 and x.strides[1] < x.strides[2]:
         B, H, T, D = x.shape
-        return cp.empty((B, T, H, D), dtype=dtype).transpose(0, 2, 1, 3), (T * H * D, D, H * D)
-    o = cp.empty(x.shape, dtype=dtype)
+        return cp.ndarray((B, T, H, D), dtype=dtype).transpose(0, 2, 1, 3), (T * H * D, D, H * D)
+    o = cp.ndarray(x.shape, dtype=dtype)
     return o, _bht(o)[2]
 
 
@@ -524,7 +525,7 @@ def flash_fwd(q, k, v, scale, causal, mirror=True):
     v2, _, vs = _bht(v)
     BH = q.size // (Tq * D)
     o, os_ = _out_like(q, q.dtype, mirror)
-    lse = cp.empty((BH, Tq), dtype=cp.float32)
+    lse = cp.ndarray((BH, Tq), dtype=cp.float32)
     args = (q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs),
             cp.float32(scale), cp.int32(bool(causal)), *_i64(os_))
     if tensor_cores(q.dtype):
@@ -547,7 +548,7 @@ def flash_bwd(g, q, k, v, scale, causal):
     v2, _, vs = _bht(v)
     g2, _, gs = _bht(g)
     BH = q.size // (Tq * D)
-    delta = cp.empty((BH, Tq), dtype=cp.float32)
+    delta = cp.ndarray((BH, Tq), dtype=cp.float32)
     rows = BH * Tq
     _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
         o, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows)))
@@ -653,7 +654,7 @@ def binary4(a, b, op, alpha=1.0):
     k = _bin.get(dev)
     if k is None:
         k = _bin[dev] = cp.RawKernel(_BIN_SRC, "vt_binary4")
-    c = cp.empty_like(a)
+    c = cp.ndarray(a.shape, a.dtype)
     n4 = a.size // 4
     grid = int(min((n4 + 255) // 256, 65535))
     k((grid,), (256,), (a, b, c, cp.int64(n4), cp.float32(alpha), cp.int32(op)))
