@@ -174,3 +174,35 @@ def test_keyword_binding_errors():
     with pytest.raises(TypeError, match="multiple values for argument 'weight'"):
         vt.linear(x, w, weight=w)
     assert tuple(vt.linear(input=x, weight=w).shape) == (2, 4)
+
+
+@pytest.mark.parametrize("dtype", [vt.bfloat16, vt.float16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_autocast_op_equals_explicit_casts(device, dtype, bias):
+    """``linear_autocast`` (what CUDA autocast runs for linear): the casts happen inside one op, and its
+    forward and gradients equal casting by hand and calling linear, bit for bit; float32 operands get
+    float32 gradients, low-precision ones keep their dtype; a float64 reference bounds the error."""
+    rng = np.random.default_rng(3)
+    xa, wa, ba = rng.standard_normal((2, 5, 8)), rng.standard_normal((6, 8)), rng.standard_normal(6)
+
+    def leaves(x_dtype):
+        return (vt.tensor(xa, dtype=x_dtype, device=device, requires_grad=True),
+                vt.tensor(wa, dtype=vt.float32, device=device, requires_grad=True),
+                vt.tensor(ba, dtype=vt.float32, device=device, requires_grad=True) if bias else None)
+
+    for x_dtype in (vt.float32, dtype):
+        x, w, b = leaves(x_dtype)
+        y = vt.ops.vt.linear_autocast(x, w, b, dtype)
+        assert y.dtype is dtype
+        up = vt.tensor(rng.standard_normal(y.shape), dtype=dtype, device=device)
+        y.backward(up)
+        got = [y] + [t.grad for t in (x, w, b) if t is not None]
+        assert [g.dtype for g in got[1:]] == [t.dtype for t in (x, w, b) if t is not None]
+        x2, w2, b2 = leaves(x_dtype)
+        y2 = vt.nn.functional.linear(x2.to(dtype), w2.to(dtype), None if b2 is None else b2.to(dtype))
+        y2.backward(up)
+        want = [y2] + [t.grad for t in (x2, w2, b2) if t is not None]
+        for g, h in zip(got, want):
+            np.testing.assert_array_equal(g.detach().float().cpu().numpy(), h.detach().float().cpu().numpy())
+        ref = xa @ wa.T + (ba if bias else 0)
+        np.testing.assert_allclose(y.detach().float().cpu().numpy(), ref, rtol=5e-2, atol=5e-2)
