@@ -355,7 +355,9 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
                     g = g.clone()
                 else:
                     seen.add(id(g))
-                mb = buffers.setdefault(m, [None] * m.n_out)
+                mb = buffers.get(m)
+                if mb is None:
+                    mb = buffers[m] = [None] * m.n_out
                 if mb[idx] is None:
                     mb[idx] = g
                 else:
@@ -373,20 +375,14 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
 
 def _free(ctx):
     """Drop what a node saved once its backward ran (the graph may stay referenced, e.g. by a loss
-    kept in a list: its activations must not)."""
+    kept in a list: its activations must not). A freed node never runs again (``saved`` raises), so
+    its arguments go too."""
     ctx.freed = True
     ctx._saved = ()
     ctx._versions = ()
     ctx.out = None
-    T = _disp._Tensor
-    args = []
-    for a in ctx.args:
-        if isinstance(a, T):
-            a = TensorMeta(a)
-        elif type(a) in (list, tuple):
-            a = type(a)([TensorMeta(b) if isinstance(b, T) else b for b in a])
-        args.append(a)
-    ctx.args = tuple(args)
+    ctx.args = ()
+    ctx.kwargs = {}
 
 
 def _fill_zeros(node, buf):
