@@ -166,9 +166,10 @@ def test_flash_tensor_core_kernels(dtype, causal, D, monkeypatch):
     q0 = vt.zeros(1, device="cuda", dtype=dtype)
     if not K.tensor_cores(q0._data.dtype):
         pytest.skip("tensor-core flash kernels need compute capability 8.0+")
+    from vibetensor.cuda.kernels import flash as KF
     used = []
-    orig = K._flash_tc_fn
-    monkeypatch.setattr(K, "_flash_tc_fn", lambda name, *a: used.append(name) or orig(name, *a))
+    orig = KF._flash_tc_fn
+    monkeypatch.setattr(KF, "_flash_tc_fn", lambda name, *a: used.append(name) or orig(name, *a))
     import dataclasses
     from vibetensor import _env
     monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="auto"))

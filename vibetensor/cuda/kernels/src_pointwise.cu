@@ -75,36 +75,25 @@ template <> struct Pack4<float> {
     *reinterpret_cast<float4*>(p) = make_float4(a[0], a[1], a[2], a[3]);
   }
 };
-template <> struct Pack4<__nv_bfloat16> {
-  static __device__ __forceinline__ void load(const __nv_bfloat16* p, float* a) {
-    uint2 u = *reinterpret_cast<const uint2*>(p);
-    float2 lo = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&u.x));
-    float2 hi = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&u.y));
-    a[0] = lo.x; a[1] = lo.y; a[2] = hi.x; a[3] = hi.y;
-  }
-  static __device__ __forceinline__ void store(__nv_bfloat16* p, const float* a) {
-    __nv_bfloat162 lo = __floats2bfloat162_rn(a[0], a[1]), hi = __floats2bfloat162_rn(a[2], a[3]);
-    uint2 u;
-    u.x = *reinterpret_cast<unsigned*>(&lo);
-    u.y = *reinterpret_cast<unsigned*>(&hi);
-    *reinterpret_cast<uint2*>(p) = u;
-  }
-};
-template <> struct Pack4<__half> {
-  static __device__ __forceinline__ void load(const __half* p, float* a) {
-    uint2 u = *reinterpret_cast<const uint2*>(p);
-    float2 lo = __half22float2(*reinterpret_cast<__half2*>(&u.x));
-    float2 hi = __half22float2(*reinterpret_cast<__half2*>(&u.y));
-    a[0] = lo.x; a[1] = lo.y; a[2] = hi.x; a[3] = hi.y;
-  }
-  static __device__ __forceinline__ void store(__half* p, const float* a) {
-    __half2 lo = __floats2half2_rn(a[0], a[1]), hi = __floats2half2_rn(a[2], a[3]);
-    uint2 u;
-    u.x = *reinterpret_cast<unsigned*>(&lo);
-    u.y = *reinterpret_cast<unsigned*>(&hi);
-    *reinterpret_cast<uint2*>(p) = u;
-  }
-};
+// The two 2-byte types differ only in their pair type and conversions.
+#define VT_PACK4_HALF(T, T2, TO_F2, FROM_F2)                                        \
+  template <> struct Pack4<T> {                                                     \
+    static __device__ __forceinline__ void load(const T* p, float* a) {             \
+      uint2 u = *reinterpret_cast<const uint2*>(p);                                 \
+      float2 lo = TO_F2(*reinterpret_cast<T2*>(&u.x));                              \
+      float2 hi = TO_F2(*reinterpret_cast<T2*>(&u.y));                              \
+      a[0] = lo.x; a[1] = lo.y; a[2] = hi.x; a[3] = hi.y;                           \
+    }                                                                               \
+    static __device__ __forceinline__ void store(T* p, const float* a) {            \
+      T2 lo = FROM_F2(a[0], a[1]), hi = FROM_F2(a[2], a[3]);                        \
+      uint2 u;                                                                      \
+      u.x = *reinterpret_cast<unsigned*>(&lo);                                      \
+      u.y = *reinterpret_cast<unsigned*>(&hi);                                      \
+      *reinterpret_cast<uint2*>(p) = u;                                             \
+    }                                                                               \
+  };
+VT_PACK4_HALF(__nv_bfloat16, __nv_bfloat162, __bfloat1622float2, __floats2bfloat162_rn)
+VT_PACK4_HALF(__half, __half2, __half22float2, __floats2half2_rn)
 
 template <typename S, typename D>
 __global__ void cast4(const S* x, D* y, long long n) {

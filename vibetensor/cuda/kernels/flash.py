@@ -1,0 +1,164 @@
+"""Flash-style attention on CUDA: the tensor-core kernels (float16/bfloat16, sm_80+,
+``src_flash_tc.cu``) and the CUDA-core ones (any float dtype, ``src_flash.cu``), each compiled into its
+own module on the first attention call. Forward ``flash_fwd`` -> (o, lse); backward ``flash_bwd``
+recomputes them. Outputs mirror their inputs' layout (``_out_like``)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ...core import backend as _be
+from . import _CTYPE, _DIR, _c, _functions, ml_dtypes
+
+FLASH_DIMS = (16, 32, 64)  # head dims with a compiled kernel (per-thread rows of D floats in registers)
+_FL_ROWS = 64
+_flash_modules: dict = {}
+
+
+def _flash_fn(name, dtype, D):
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    key = (dev, name, dtype, D)
+    f = _functions.get(key)
+    if f is None:
+        m = _flash_modules.get(dev)
+        if m is None:  # its own module: compiled on the first attention call only
+            names = [f"{k}<{t}, {d}>" for k in ("flash_fwd", "flash_bwd_delta", "flash_bwd_dq", "flash_bwd_dkdv")
+                     for t in _CTYPE.values() for d in FLASH_DIMS]
+            src = open(os.path.join(_DIR, "src_rows.cu")).read() + open(os.path.join(_DIR, "src_flash.cu")).read()
+            m = _flash_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
+        f = _functions[key] = m.get_function(f"{name}<{_CTYPE[dtype]}, {D}>")
+    return f
+
+
+_tc_modules: dict = {}   # device -> RawModule of the tensor-core flash kernels
+_sm80: dict = {}         # device -> compute capability >= 8.0 (mma.sync with bf16)
+_HALF = (np.dtype(np.float16),) + ((np.dtype(ml_dtypes.bfloat16),) if ml_dtypes is not None else ())
+
+
+def tensor_cores(dtype) -> bool:
+    """float16/bfloat16 on an sm_80+ device: the mma.sync flash kernels (src_flash_tc.cu) apply."""
+    if dtype not in _HALF:
+        return False
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    ok = _sm80.get(dev)
+    if ok is None:
+        ok = _sm80[dev] = int(cp.cuda.Device(dev).compute_capability) >= 80
+    return ok
+
+
+def _flash_tc_fn(name, dtype, D):
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    key = (dev, name, dtype, D, "tc")
+    f = _functions.get(key)
+    if f is None:
+        m = _tc_modules.get(dev)
+        if m is None:
+            names = [f"{k}<{_CTYPE[t]}, {d}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc")
+                     for t in _HALF for d in FLASH_DIMS]
+            src = "".join(open(os.path.join(_DIR, f)).read() for f in ("src_rows.cu", "src_flash.cu", "src_flash_tc.cu"))
+            m = _tc_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
+        f = _functions[key] = m.get_function(f"{name}<{_CTYPE[dtype]}, {D}>")
+    return f
+
+
+_TC_ROWS = 64
+
+
+def flash_ok(q, k, v) -> bool:
+    """Shapes and dtypes the flash kernels take: (..., T, D) with D in FLASH_DIMS, equal batch dims,
+    one float dtype, k and v of one shape."""
+    return (q.ndim >= 2 and q.shape[-1] in FLASH_DIMS and k.shape == v.shape and k.shape[-1] == q.shape[-1]
+            and q.shape[:-2] == k.shape[:-2] and q.dtype == k.dtype == v.dtype and q.dtype in _CTYPE
+            and q.shape[-2] > 0 and k.shape[-2] > 0 and q.size // (q.shape[-2] * q.shape[-1]) < 65536)
+
+
+def _bht(x):
+    """(array with unit stride along D, heads per batch entry, (batch, head, token) element strides)."""
+    if x.strides[-1] != x.itemsize or x.ndim > 4:
+        x = _c(x)
+    if x.ndim > 4:
+        x = x.reshape((-1,) + x.shape[-3:])
+    isz = x.itemsize
+    st = [s // isz for s in x.strides]
+    if x.ndim == 4:
+        return x, x.shape[1], (st[0], st[1], st[2])
+    if x.ndim == 3:
+        return x, 1, (st[0], 0, st[1])
+    return x, 1, (0, 0, st[0])
+
+
+def _out_like(x, dtype, mirror=True):
+    """An empty output of x's shape (..., T, D) and its (batch, head, token) element strides. With
+    ``mirror``, a 4-d x whose head stride is below its token stride (a (B, T, H, D) buffer seen as
+    (B, H, T, D), as ``qkv.reshape(b, t, h, d).transpose(1, 2)`` gives) gets the same layout, so the
+    caller's ``transpose(1, 2).reshape(b, t, h * d)`` is a view, as in PyTorch; else contiguous."""
+    cp = _be.cupy_module()
+    if mirror and x.ndim == 4 and x.strides[1] < x.strides[2]:
+        B, H, T, D = x.shape
+        return cp.ndarray((B, T, H, D), dtype=dtype).transpose(0, 2, 1, 3), (T * H * D, D, H * D)
+    o = cp.ndarray(x.shape, dtype=dtype)
+    return o, _bht(o)[2]
+
+
+def _i64(t):
+    cp = _be.cupy_module()
+    return tuple(cp.int64(v) for v in t)
+
+
+def flash_fwd(q, k, v, scale, causal, mirror=True):
+    """-> (o in q's shape and dtype, in q's layout when ``mirror`` (``_out_like``) else contiguous,
+    lse float32 (B*H, Tq))."""
+    cp = _be.cupy_module()
+    Tq, D = q.shape[-2], q.shape[-1]
+    Tk = k.shape[-2]
+    q2, H, qs = _bht(q)
+    k2, _, ks = _bht(k)
+    v2, _, vs = _bht(v)
+    BH = q.size // (Tq * D)
+    o, os_ = _out_like(q, q.dtype, mirror)
+    lse = cp.ndarray((BH, Tq), dtype=cp.float32)
+    args = (q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs),
+            cp.float32(scale), cp.int32(bool(causal)), *_i64(os_))
+    if tensor_cores(q.dtype):
+        _flash_tc_fn("flash_fwd_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,), args)
+    else:
+        _flash_fn("flash_fwd", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,), args)
+    return o, lse
+
+
+def flash_bwd(g, q, k, v, scale, causal):
+    """-> (dq, dk, dv) in the inputs' shapes and dtype; recomputes the forward's output and row
+    log-sum-exp (cheaper than keeping them: the backward does ~3.5x the forward's work)."""
+    cp = _be.cupy_module()
+    Tq, D = q.shape[-2], q.shape[-1]
+    Tk = k.shape[-2]
+    g = g.astype(q.dtype, copy=False)
+    o, lse = flash_fwd(q, k, v, scale, causal, mirror=False)  # the delta kernel reads o contiguous
+    q2, H, qs = _bht(q)
+    k2, _, ks = _bht(k)
+    v2, _, vs = _bht(v)
+    g2, _, gs = _bht(g)
+    BH = q.size // (Tq * D)
+    delta = cp.ndarray((BH, Tq), dtype=cp.float32)
+    rows = BH * Tq
+    _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
+        o, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows)))
+    # each gradient in its input's layout (dk and dv share one: k's), so the views the model took of
+    # q/k/v (reshape, transpose) map their gradients back without copies
+    dq, dqs = _out_like(q, q.dtype)
+    dk, dks = _out_like(k, q.dtype)
+    dv = _out_like(k, q.dtype)[0]
+    common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs), *_i64(gs),
+              cp.float32(scale), cp.int32(bool(causal)))
+    tc = tensor_cores(q.dtype)
+    fn, rows, threads = (_flash_tc_fn, _TC_ROWS, 128) if tc else (_flash_fn, _FL_ROWS, _FL_ROWS)
+    sfx = "_tc" if tc else ""
+    fn("flash_bwd_dq" + sfx, q.dtype, D)(((Tq + rows - 1) // rows, BH), (threads,),
+                                         (q2, k2, v2, g2, lse, delta, dq) + common + _i64(dqs))
+    fn("flash_bwd_dkdv" + sfx, q.dtype, D)(((Tk + rows - 1) // rows, BH), (threads,),
+                                           (q2, k2, v2, g2, lse, delta, dk, dv) + common + _i64(dks))
+    return dq, dk, dv
