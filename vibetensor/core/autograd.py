@@ -204,7 +204,16 @@ def attach(op, args, kwargs, tensors, out):
     ctx.op_name = op.name
     ctx.freed = False
     ctx.kwargs = kwargs
-    ctx.needs_input_grad = tuple([t.requires_grad for t in tensors])
+    needs, edges = [], []  # one pass over the inputs: what each needs, where its gradient goes
+    for t in tensors:
+        if t.requires_grad:
+            needs.append(True)
+            gf = t.grad_fn
+            edges.append((gf, t._output_nr) if gf is not None else (_accumulate_node(t), 0))
+        else:
+            needs.append(False)
+            edges.append(None)
+    ctx.needs_input_grad = tuple(needs)
     saved, versions = [], []
     save = op.save
     T = _disp._Tensor
@@ -248,7 +257,7 @@ def attach(op, args, kwargs, tensors, out):
     ctx._versions = versions
     if len(outs) > 1:
         ctx.out_metas = [TensorMeta(o) if isinstance(o, T) else None for o in outs]
-    node = Node(op, ctx, [_edge(t) for t in tensors], len(outs))
+    node = Node(op, ctx, edges, len(outs))
     for i, o in enumerate(outs):
         if isinstance(o, T) and o._dtype.is_floating_point:
             o.requires_grad = True
