@@ -206,3 +206,33 @@ def test_linear_autocast_op_equals_explicit_casts(device, dtype, bias):
             np.testing.assert_array_equal(g.detach().float().cpu().numpy(), h.detach().float().cpu().numpy())
         ref = xa @ wa.T + (ba if bias else 0)
         np.testing.assert_allclose(y.detach().float().cpu().numpy(), ref, rtol=5e-2, atol=5e-2)
+
+
+def test_linear_autocast_saves_its_low_precision_copies(device):
+    """The op saves the copies it cast (not the float32 operands), as PyTorch's cast nodes save their
+    outputs; an operand already in the low dtype is saved itself, so modifying it in place before backward
+    is caught. Without autograd the copies are dropped with the call."""
+    from vibetensor.errors import AutogradError
+    rng = np.random.default_rng(4)
+    x = vt.tensor(rng.standard_normal((3, 8)), dtype=vt.float32, device=device, requires_grad=True)
+    w = vt.tensor(rng.standard_normal((5, 8)), dtype=vt.float32, device=device, requires_grad=True)
+    y = vt.ops.vt.linear_autocast(x, w, None, vt.bfloat16)
+    saved = y.grad_fn.ctx.saved
+    assert [t.dtype for t in saved] == [vt.bfloat16, vt.bfloat16]
+    np.testing.assert_array_equal(saved[0].float().cpu().numpy(), x.detach().to(vt.bfloat16).float().cpu().numpy())
+    with vt.no_grad():
+        x.mul_(2.0)  # the copy, not x, is what backward reads: the weight gradient uses x as it was
+    up = vt.ones(3, 5, dtype=vt.bfloat16, device=device)
+    y.backward(up)
+    want = (up.float().cpu().numpy().T @ (x.detach().cpu().numpy() / 2).astype(np.float32))
+    np.testing.assert_allclose(w.grad.cpu().numpy(), want, rtol=2e-2, atol=2e-2)
+    xl = vt.tensor(rng.standard_normal((3, 8)), dtype=vt.bfloat16, device=device, requires_grad=True)
+    y2 = vt.ops.vt.linear_autocast(xl, w, None, vt.bfloat16)
+    assert y2.grad_fn.ctx.saved[0].dtype == vt.bfloat16 and y2.grad_fn.ctx.args[0].dtype == vt.bfloat16
+    with vt.no_grad():
+        xl.add_(1.0)
+    with pytest.raises(AutogradError, match="modified by an inplace"):
+        y2.backward(up)
+    with vt.no_grad():
+        y3 = vt.ops.vt.linear_autocast(x, w, None, vt.bfloat16)
+    assert y3.grad_fn is None and y3.dtype == vt.bfloat16

@@ -315,25 +315,79 @@ def test_blas_in_graph_capture():
     np.testing.assert_allclose(y.cpu().numpy(), ref.cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_vectorised_add_mul_and_fallbacks(monkeypatch):
-    from vibetensor.cuda import kernels
-    monkeypatch.setattr(kernels, "BINARY4_MIN", 4)
+def _round_to(x, dtype):
+    """float64 x rounded once to dtype (the kernels compute in float32 and round the result once)."""
+    return vt.tensor(np.asarray(x, np.float32), dtype=dtype).to(vt.float64).numpy()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 1024 * 33, 4099])
+def test_vectorised_add_sub_mul_every_size(dtype, n):
+    """Same-shape add/sub/mul take the one-launch kernel at every size (the n % 4 tail included) and match a
+    float64 reference rounded to the dtype."""
+    f = _fused()
+    rs = np.random.RandomState(n)
+    x, y = rs.randn(n), rs.randn(n)
+    a, b = vt.tensor(x, dtype=dtype, device="cuda"), vt.tensor(y, dtype=dtype, device="cuda")
+    xr, yr = _rounded(x, dtype), _rounded(y, dtype)
+    before = {k: f.FUSED_CALLS[k] for k in ("add", "sub", "mul")}
+    for got, ref in ((a + b, xr + yr), (a - b, xr - yr), (a * b, xr * yr),
+                     (vt.add(a, b, alpha=2.5), xr + 2.5 * yr), (vt.sub(a, b, alpha=0.5), xr - 0.5 * yr)):
+        assert got.dtype == dtype and got.shape == (n,)
+        tol = {vt.float32: 1e-6, vt.float16: 1e-3, vt.bfloat16: 8e-3}[dtype]
+        np.testing.assert_allclose(got.to(vt.float64).cpu().numpy(), _round_to(ref, dtype), rtol=tol, atol=tol)
+    assert (f.FUSED_CALLS["add"] - before["add"], f.FUSED_CALLS["sub"] - before["sub"],
+            f.FUSED_CALLS["mul"] - before["mul"]) == (2, 2, 1)
+    if dtype is not vt.float32:  # exactly one rounding of the float32 result, as PyTorch's opmath
+        np.testing.assert_array_equal((a + b).to(vt.float64).cpu().numpy(), _round_to(xr + yr, dtype))
+
+
+@pytest.mark.parametrize("half", [vt.float16, vt.bfloat16])
+def test_mixed_float32_and_half_add_is_one_kernel_with_grads(half):
+    """float32 + float16/bfloat16 (either order) -> float32 by one kernel, no cast launch, with the dtype and
+    value of the general path; gradients come back in each input's dtype."""
+    f = _fused()
+    rs = np.random.RandomState(0)
+    x, y, up = rs.randn(6, 35), rs.randn(6, 35), rs.randn(6, 35)
+    a = vt.tensor(x, dtype=vt.float32, device="cuda", requires_grad=True)
+    b = vt.tensor(y, dtype=half, device="cuda", requires_grad=True)
+    yr = _rounded(y, half)
+    before = f.FUSED_CALLS["add"], f.FUSED_CALLS["mul"], f.FUSED_CALLS["sub"]
+    s, r, p, d = a + b, b + a, a * b, b - a
+    assert f.FUSED_CALLS["add"] - before[0] == 2 and f.FUSED_CALLS["mul"] - before[1] == 1
+    assert f.FUSED_CALLS["sub"] - before[2] == 1
+    xr = _rounded(x, vt.float32)
+    for got, ref in ((s, xr + yr), (r, yr + xr), (p, xr * yr), (d, yr - xr)):
+        assert got.dtype == vt.float32
+        np.testing.assert_allclose(got.detach().cpu().numpy(), ref, rtol=1e-6, atol=1e-6)
+    (s * vt.tensor(up, device="cuda")).sum().backward()
+    assert a.grad.dtype == vt.float32 and b.grad.dtype == half
+    np.testing.assert_allclose(a.grad.cpu().numpy(), up, rtol=1e-6)
+    np.testing.assert_allclose(b.grad.to(vt.float64).cpu().numpy(), _rounded(up, half), rtol=1e-7)
+
+
+def test_binary_fallbacks_stay_right():
+    """Broadcasting, transposed views, misaligned views and float64 take the generic path, with the right
+    values."""
     f = _fused()
     a = vt.randn(1024, 33, device="cuda")
     b = vt.randn(1024, 33, device="cuda")
     before = f.FUSED_CALLS["add"]
-    np.testing.assert_allclose((a + b).cpu().numpy(), a.cpu().numpy() + b.cpu().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(vt.add(a, b, alpha=2.5).cpu().numpy(), a.cpu().numpy() + 2.5 * b.cpu().numpy(),
-                               rtol=1e-6, atol=1e-6)  # fma rounding near cancellation
-    np.testing.assert_allclose((a * b).cpu().numpy(), a.cpu().numpy() * b.cpu().numpy(), rtol=1e-6)
-    assert f.FUSED_CALLS["add"] == before + 2
-    # broadcasting, odd sizes and views take the generic path and stay right
     c = vt.randn(33, device="cuda")
     np.testing.assert_allclose((a + c).cpu().numpy(), a.cpu().numpy() + c.cpu().numpy(), rtol=1e-6)
-    o = vt.randn(7, device="cuda")
-    np.testing.assert_allclose((o * o).cpu().numpy(), o.cpu().numpy() ** 2, rtol=1e-6)
     t = a.t()
     np.testing.assert_allclose((t + t).cpu().numpy(), 2 * t.cpu().numpy(), rtol=1e-6)
+    flat = a.reshape(-1)
+    u, v = flat[1:1001], flat[5:1005]  # contiguous but 4 bytes past a 16-byte boundary
+    np.testing.assert_allclose((u + v).cpu().numpy(), flat.cpu().numpy()[1:1001] + flat.cpu().numpy()[5:1005],
+                               rtol=1e-6)
+    d = vt.randn(64, device="cuda", dtype=vt.float64)
+    np.testing.assert_array_equal((d + d).cpu().numpy(), 2 * d.cpu().numpy())
+    half_c = vt.randn(33, device="cuda").to(vt.bfloat16)  # mixed and broadcast: the cast path
+    np.testing.assert_allclose((a + half_c).cpu().numpy(), a.cpu().numpy() + half_c.float().cpu().numpy(), rtol=1e-6)
+    assert f.FUSED_CALLS["add"] == before
+    np.testing.assert_allclose((a + b).cpu().numpy(), a.cpu().numpy() + b.cpu().numpy(), rtol=1e-6)
+    assert f.FUSED_CALLS["add"] == before + 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -360,6 +414,41 @@ def test_flash_outputs_mirror_the_input_layout(dtype):
     for a, c in zip(grads, grads_c):
         assert a.transpose(0, 2, 1, 3).flags.c_contiguous and c.flags.c_contiguous
         assert cp.array_equal(bits(a), bits(c))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_flash_backward_reuses_the_forward_output_and_lse(dtype, monkeypatch):
+    """Under autograd the fused attention forward keeps its row log-sum-exp and the node saves its output;
+    the backward then skips the forward, with gradients bit for bit equal to the kernels' recomputing path
+    (q/k/v as views of one qkv buffer, so the kept output has the mirrored layout)."""
+    import cupy as cp
+    import dataclasses
+    from vibetensor import _env
+    from vibetensor.cuda import kernels as K
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="on"))
+    f = _fused()
+
+    def bits(a):
+        return a.view(np.uint16 if a.itemsize == 2 else np.uint32)
+    B, T, H, Dh = 2, 45, 3, 32
+    qkv = vt.tensor(np.random.randn(B, T, 3 * H * Dh), dtype=dtype, device="cuda", requires_grad=True)
+    q, k, v = (qkv[..., i * H * Dh:(i + 1) * H * Dh].reshape(B, T, H, Dh).transpose(1, 2) for i in range(3))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    node = out.grad_fn
+    assert node.ctx.kept is not None and node.ctx.kept.shape == (B * H, T)
+    up = vt.tensor(np.random.randn(B, H, T, Dh), dtype=dtype, device="cuda")
+    before = (f.FUSED_CALLS["sdpa_flash_backward"], f.FUSED_CALLS["sdpa_flash_backward_kept"])
+    out.backward(up)
+    assert (f.FUSED_CALLS["sdpa_flash_backward"], f.FUSED_CALLS["sdpa_flash_backward_kept"]) == (
+        before[0] + 1, before[1] + 1)
+    assert node.ctx.kept is None  # freed with the node's saved tensors
+    qa, ka, va = (t.detach()._data for t in (q, k, v))
+    want = K.flash_bwd(up._data, qa, ka, va, 1.0 / np.sqrt(Dh), True)  # runs the forward again
+    got = qkv.grad._data.reshape(B, T, 3, H, Dh)
+    for i, w in enumerate(want):
+        assert cp.array_equal(bits(cp.ascontiguousarray(got[:, :, i])), bits(cp.ascontiguousarray(w.transpose(0, 2, 1, 3))))
+    with vt.no_grad():  # no node: nothing kept
+        assert F.scaled_dot_product_attention(q, k, v, is_causal=True).grad_fn is None
 
 
 @pytest.mark.parametrize("src,dst", [(vt.float32, vt.bfloat16), (vt.float32, vt.float16), (vt.bfloat16, vt.float32),

@@ -52,7 +52,7 @@ class Ctx:
     """Backward context: ``args`` (tensors replaced by saved aliases or TensorMeta), ``kwargs``,
     ``saved`` (the saved tensors, in arg order, then ``out`` if the op saves its output)."""
 
-    __slots__ = ("args", "kwargs", "_saved", "_versions", "out", "needs_input_grad", "freed", "op_name",
+    __slots__ = ("args", "kwargs", "_saved", "_versions", "out", "needs_input_grad", "freed", "op_name", "kept",
                  "__dict__")
 
     @property
@@ -188,22 +188,34 @@ def record(op, args, kwargs, tensors):
     if op.backward_fn is None:
         raise NotImplementedError(f"{op.qualname} has no backward formula; call it under vt.no_grad() or on "
                                   f"tensors that do not require grad")
-    prev = _grad_state.enabled
-    _grad_state.enabled = False
+    st = _grad_state
+    prev = st.enabled
+    st.enabled = False
+    st.recording = op
     try:
         out = _disp.dispatch_below_autograd(op, args, kwargs, tensors)
     finally:
-        _grad_state.enabled = prev
-    return attach(op, args, kwargs, tensors, out)
+        st.enabled = prev
+        st.recording = None
+        kept = st.kept
+        st.kept = None
+    return attach(op, args, kwargs, tensors, out, kept)
 
 
-def attach(op, args, kwargs, tensors, out):
+def attach(op, args, kwargs, tensors, out, kept=None):
     """Record ``op``'s node on ``out``, already computed from ``args`` (also used directly by paths that
-    compute an op's result without the dispatcher, e.g. autocast's casts)."""
+    compute an op's result without the dispatcher, e.g. autocast's casts). ``kept``: the forward
+    kernel's ``dispatcher.Keep`` (arrays saved in place of arguments, and ``ctx.kept``)."""
     ctx = Ctx()
     ctx.op_name = op.name
     ctx.freed = False
     ctx.kwargs = kwargs
+    repl = None
+    if kept is not None:
+        repl = kept.saved
+        ctx.kept = kept.extra
+    else:
+        ctx.kept = None
     needs, edges = [], []  # one pass over the inputs: what each needs, where its gradient goes
     for t in tensors:
         if t.requires_grad:
@@ -221,7 +233,10 @@ def attach(op, args, kwargs, tensors, out):
     for i, a in enumerate(args):
         keep = i in save
         if isinstance(a, T):
-            if keep:
+            if keep and repl is not None and i in repl:  # the forward's own copy: nothing to version-check
+                saved.append(T._make(repl[i], a._device))
+                new_args.append(TensorMeta(a))
+            elif keep:
                 s = _alias(a)
                 saved.append(s)
                 versions.append((s, a._vc.v))
@@ -392,6 +407,7 @@ def _free(ctx):
     ctx.out = None
     ctx.args = ()
     ctx.kwargs = {}
+    ctx.kept = None
 
 
 def _fill_zeros(node, buf):

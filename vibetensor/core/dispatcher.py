@@ -55,7 +55,7 @@ class OpDef:
     """One registered op: kernels per key plus its backward formula and metadata."""
 
     __slots__ = ("name", "qualname", "kernels", "backward_fn", "save", "save_out", "promote", "view",
-                 "inplace_of", "schema", "doc", "sharding_rule", "raw", "composite")
+                 "inplace_of", "schema", "doc", "sharding_rule", "raw", "composite", "mixed_cuda")
 
     def __init__(self, qualname, kernel=None, *, save=(), save_out=False, promote=None, view=False, schema=None,
                  raw=False, composite=False):
@@ -74,6 +74,9 @@ class OpDef:
         self.view = view            # output aliases input 0's storage (shares its version counter)
         self.schema = schema
         self.sharding_rule = None   # set by vibetensor.fabric
+        # CUDA kernel of two arrays of different float dtypes, computing in the promoted one without a
+        # cast launch first; returns None when it does not cover the case (set by vibetensor.cuda.fused)
+        self.mixed_cuda = None
         self.doc = getattr(kernel, "__doc__", None)
 
     def def_backward(self, fn):
@@ -171,6 +174,19 @@ _autocast_hook = None  # set by vibetensor.amp while an autocast region is activ
 _SEQ = (list, tuple)
 
 
+class Keep:
+    """What a kernel returns when its backward formula can reuse arrays the forward made. ``out`` is the
+    result. ``saved`` maps an argument index (one the op saves) to an array saved in that argument's place:
+    the float16 copy an autocast linear cast anyway, instead of the float32 original. ``extra`` is
+    anything else, kept as ``ctx.kept`` (attention's row log-sum-exp). Outside autograd recording
+    the dispatcher drops both at once."""
+
+    __slots__ = ("out", "saved", "extra")
+
+    def __init__(self, out, saved=None, extra=None):
+        self.out, self.saved, self.extra = out, saved, extra
+
+
 def _scan(args):
     """The tensor arguments, in flattened order (one level of lists/tuples)."""
     T = _Tensor
@@ -223,6 +239,7 @@ def dispatch_below_autograd(op, args, kwargs, tensors=None):
         tensors = _scan(args)
     for t in tensors:
         if t._is_sharded:
+            _grad_state.recording = None  # per-shard kernels: a Keep would describe one shard only
             k = op.kernels.get(Key.SHARDED)
             if k is not None:
                 return k(*args, **kwargs)
@@ -301,6 +318,13 @@ def run_backend(op, args, kwargs, tensors=None):
     if arrs is None:  # mixed devices or dtypes, containers to promote: the general path
         dev = _common_device(op, tensors) if len(tensors) > 1 else tensors[0]._device
         cast = None if op.promote is None else _promoted(op, args, tensors)
+        if op.mixed_cuda is not None and dev.type == "cuda" and len(args) == 2 and len(tensors) == 2:
+            a, b = tensors
+            if a._device is b._device and cast._cat == 2:
+                with _be.device_guard(dev):
+                    out = op.mixed_cuda(a._data, b._data, **kwargs)
+                if out is not None:
+                    return _wrap1(op, out, dev, tensors)
         arrs = [_unwrap(a, dev, cast) for a in args]
     key = Key.CUDA if dev.type == "cuda" else Key.CPU
     kernel = op.kernels.get(key)
@@ -311,6 +335,10 @@ def run_backend(op, args, kwargs, tensors=None):
             out = kernel(*arrs, **kwargs)
     else:
         out = kernel(*arrs, **kwargs)
+    if type(out) is Keep:
+        if _grad_state.recording is op:
+            _grad_state.kept = out
+        out = out.out
     od = getattr(out, "dtype", None)
     if od is not None:
         if cast is not None and cast._cat == 2:

@@ -7,6 +7,8 @@ import threading
 
 class _State(threading.local):
     enabled = True
+    recording = None  # the op whose forward autograd is running (its kernel may return dispatcher.Keep)
+    kept = None       # the Keep that forward returned, for the node about to be recorded
 
 
 _state = _State()

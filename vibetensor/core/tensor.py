@@ -13,7 +13,7 @@ from . import dispatcher as _disp
 from . import dtype as _dt
 from .device import CPU, Device
 from .device import device as _as_device
-from ..errors import AutogradError, ShapeError
+from ..errors import AutogradError
 
 V = _disp.ops.vt  # every op, looked up at call time
 _FROM_NP = _dt._FROM_NP

@@ -172,7 +172,8 @@ def _flash(q, k, v):
 def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False):
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and _flash(q, k, v):
         FUSED_CALLS["sdpa_flash"] += 1
-        return K.flash_fwd(q, k, v, _sc(q, scale), bool(is_causal))[0]
+        o, lse = K.flash_fwd(q, k, v, _sc(q, scale), bool(is_causal))
+        return _disp.Keep(o, extra=lse)  # under autograd the backward reuses lse (and the saved output)
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa):
         from .blas import matmul
         FUSED_CALLS["sdpa"] += 1
@@ -183,10 +184,14 @@ def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None
 
 
 def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False,
-                  need_q=True, need_k=True, need_v=True, need_mask=False):
+                  need_q=True, need_k=True, need_v=True, need_mask=False, out=None, lse=None):
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and not need_mask and _flash(q, k, v):
         FUSED_CALLS["sdpa_flash_backward"] += 1
-        dq, dk, dv = K.flash_bwd(g, q, k, v, _sc(q, scale), bool(is_causal))
+        if lse is not None and out is not None:
+            FUSED_CALLS["sdpa_flash_backward_kept"] += 1
+        else:
+            out = lse = None
+        dq, dk, dv = K.flash_bwd(g, q, k, v, _sc(q, scale), bool(is_causal), out, lse)
         return (dq if need_q else None), (dk if need_k else None), (dv if need_v else None), None
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and not need_mask:
         from .blas import matmul
@@ -258,22 +263,42 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=N
     return _generic("linear_backward")(g, x, w, need_x, need_w, need_b, bias_shape)
 
 
+def _binary(name, a, b, op, alpha=1):
+    if hasattr(a, "data") and hasattr(b, "data") and type(alpha) is not complex:
+        c = K.binary(a, b, op, alpha)
+        if c is not None:
+            FUSED_CALLS[name] += 1
+            return c
+    return None
+
+
 def add(a, b, *, alpha=1):
-    if hasattr(a, "data") and hasattr(b, "data") and K.binary4_ok(a, b):
-        FUSED_CALLS["add"] += 1
-        return K.binary4(a, b, 0, alpha)
-    return _generic("add")(a, b, alpha=alpha)
+    c = _binary("add", a, b, 0, alpha)
+    return _generic("add")(a, b, alpha=alpha) if c is None else c
+
+
+def _sub(a, b, *, alpha=1):
+    c = _binary("sub", a, b, 0, -alpha)
+    return _generic("_sub")(a, b, alpha=alpha) if c is None else c
 
 
 def mul(a, b):
-    if hasattr(a, "data") and hasattr(b, "data") and K.binary4_ok(a, b):
-        FUSED_CALLS["mul"] += 1
-        return K.binary4(a, b, 1)
-    return _generic("mul")(a, b)
+    c = _binary("mul", a, b, 1)
+    return _generic("mul")(a, b) if c is None else c
+
+
+# A float32 tensor with a float16/bfloat16 one (a residual stream plus an autocast output) by one kernel
+# that reads both dtypes, where the dispatcher's general path would launch a cast first (OpDef.mixed_cuda);
+# None when the shapes, layouts or dtypes are not that case.
+_MIXED = {
+    "add": lambda a, b, alpha=1: _binary("add", a, b, 0, alpha),
+    "_sub": lambda a, b, alpha=1: _binary("sub", a, b, 0, -alpha),
+    "mul": lambda a, b: _binary("mul", a, b, 1),
+}
 
 
 _TABLE = {
-    "add": add, "mul": mul,
+    "add": add, "_sub": _sub, "mul": mul,
     "softmax": softmax, "softmax_backward": softmax_backward,
     "layer_norm": layer_norm, "layer_norm_backward": layer_norm_backward,
     "rms_norm": rms_norm, "rms_norm_backward": rms_norm_backward,
@@ -293,4 +318,8 @@ def register():
         op = _disp.REGISTRY.get(f"vt::{name}")
         if op is not None and op.kernels.get(Key.CUDA) is op.kernels.get(Key.CPU):
             op.kernels[Key.CUDA] = fn
+    for name in ("add", "_sub", "mul"):
+        op = _disp.REGISTRY.get(f"vt::{name}")
+        if op is not None:
+            op.mixed_cuda = _MIXED[name]
     _registered = True

@@ -385,11 +385,15 @@ def sdpa_backward(call):
     q, k, v = call.arg("q"), call.arg("k"), call.arg("v")
     mask = call.arg("attn_mask")
     picks = _attn_axes(call, q, [q, k, v])
-    ins = {r: [] for r in ("g", "q", "k", "v", "attn_mask", "dropout_mask")}
+    ins = {r: [] for r in ("g", "q", "k", "v", "attn_mask", "dropout_mask", "out", "lse")}
     oq, ok, ov, om = [], [], [], []
     for m, d in enumerate(picks):
         for r in ("g", "q", "k", "v"):
             ins[r].append(Shard(d) if d is not None else R)
+        if isinstance(call.arg("out"), Tensor):  # the forward's output (only the fused flash path reads it)
+            ins["out"].append(Shard(d) if d is not None else R)
+        if isinstance(call.arg("lse"), Tensor):  # kept by an unsharded fused forward only
+            ins["lse"].append(R)
         mask_full = False
         for r in ("attn_mask", "dropout_mask"):
             t = call.arg(r)

@@ -247,23 +247,27 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=N
 def linear_autocast(input, weight, bias, dtype):
     """``linear`` computed in ``dtype`` (float16/bfloat16) from float32 or ``dtype`` operands: what autocast
     runs for ``linear``. The casts happen inside this one op (PyTorch records a cast node per operand:
-    here that would be three more dispatched ops and three more backward nodes per layer). It saves the
-    float32 operands and casts them again in backward; the output is in ``dtype``."""
-    from ..dispatcher import REGISTRY, Key
+    here that would be three more dispatched ops and three more backward nodes per layer). Under autograd
+    the low-precision copies are saved in place of the float32 operands (``Keep``), as PyTorch's cast
+    nodes save their outputs: backward casts nothing again, and a float32 input no step needs is freed.
+    The output is in ``dtype``."""
+    from ..dispatcher import REGISTRY, Key, Keep
     from ..backend import astype, is_cuda_array
     np_dt = dtype.np
     x, w = (a if a.dtype == np_dt else astype(a, np_dt) for a in (input, weight))
     b = None if bias is None or bias.dtype == np_dt else astype(bias, np_dt)
     kernels = REGISTRY["vt::linear"].kernels
-    return kernels[Key.CUDA if is_cuda_array(x) else Key.CPU](x, w, bias if b is None else b)
+    out = kernels[Key.CUDA if is_cuda_array(x) else Key.CPU](x, w, bias if b is None else b)
+    copies = {i: c for i, (c, a) in enumerate(((x, input), (w, weight))) if c is not a}
+    return Keep(out, copies) if copies else out
 
 
 @linear_autocast.def_backward
 def _(ctx, g):
-    # on arrays, as the forward: casting again, the GEMMs and the casts back are this node's work alone
+    # on arrays, as the forward: the GEMMs and the casts back are this node's work alone
     from ..dispatcher import REGISTRY, Key, _Tensor
     from ..backend import astype, device_guard
-    x, w = ctx.saved
+    x, w = ctx.saved  # in ``dtype``: the forward's copies, or the operands if they were in it already
     b, dtype = ctx.args[2], ctx.args[3]
     need = ctx.needs_input_grad
     np_dt, dev = dtype.np, x._device
@@ -272,8 +276,8 @@ def _(ctx, g):
         grads = REGISTRY["vt::linear_backward"].kernels[Key.CUDA if dev.type == "cuda" else Key.CPU](
             ga, xa, wa, need[0], need[1], b is not None and need[2], None if b is None else tuple(b.shape))
         out = []
-        for arr, ref in zip(grads, (x, w) if b is None else (x, w, b)):
-            if arr is not None and arr.dtype != ref.dtype.np:
+        for arr, ref in zip(grads, ctx.args[:3] if b is not None else ctx.args[:2]):
+            if arr is not None and arr.dtype != ref.dtype.np:  # each gradient in its input's dtype
                 arr = astype(arr, ref.dtype.np)
             out.append(None if arr is None else _Tensor._make(arr, dev))
     return tuple(out)

@@ -82,11 +82,10 @@ def _scale(q, scale):
 
 
 @positional
-@defop("_scaled_dot_product_attention", save=(0, 1, 2, 3, 4))
+@defop("_scaled_dot_product_attention", save=(0, 1, 2, 3, 4), save_out=True)
 def _sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False):
     """Attention over arrays; ``dropout_mask`` (already scaled by 1/(1-p)) multiplies the probabilities."""
     _check(q, k, v, attn_mask, is_causal, enable_gqa)
-    xp = xp_of(q)
     k2, v2, _ = _expand_kv(k, v, q, enable_gqa)
     p = _probs(up(q), up(k2), attn_mask, is_causal, _scale(q, scale))
     if dropout_mask is not None:
@@ -98,15 +97,20 @@ def _sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=Non
 def _(ctx, g):
     a = ctx.args
     nq, nk, nv, nm = needs(ctx, 0, 1, 2, 3)
+    # a fused forward may have kept its row log-sum-exp (ctx.kept): with the saved output, the backward
+    # need not run the forward again
+    from ..tensor import Tensor
+    lse = None if ctx.kept is None else Tensor._make(ctx.kept, ctx.out._device)
     grads = V.scaled_dot_product_attention_backward(g, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
-                                                    nq, nk, nv, nm)
+                                                    nq, nk, nv, nm, ctx.out, lse)
     return pack(ctx, dict(zip((0, 1, 2, 3), grads)))
 
 
 @defop("scaled_dot_product_attention_backward")
 def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False,
-                  need_q=True, need_k=True, need_v=True, need_mask=False):
-    """(grad_q, grad_k, grad_v, grad_attn_mask) of attention; recomputes the probabilities."""
+                  need_q=True, need_k=True, need_v=True, need_mask=False, out=None, lse=None):
+    """(grad_q, grad_k, grad_v, grad_attn_mask) of attention; recomputes the probabilities (``out`` and
+    ``lse``, the forward's output and row log-sum-exp, serve the fused flash backward only)."""
     xp = xp_of(q)
     sc = _scale(q, scale)
     k2, v2, rep = _expand_kv(k, v, q, enable_gqa)

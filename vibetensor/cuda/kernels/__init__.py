@@ -7,7 +7,6 @@ per row, float32 accumulation). Outputs are C-contiguous ``cp.ndarray(shape, dty
 """
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -42,7 +41,9 @@ for _v in _LN_VPT:
 for _t in ("__half", "__nv_bfloat16"):
     _NAMES += [f"cast4<float, {_t}>", f"cast4<{_t}, float>"]
 for _t in _TYPES.values():
-    _NAMES += [f"gelu_fwd4<{_t}>", f"gelu_bwd4<{_t}>"]
+    _NAMES += [f"gelu_fwd4<{_t}>", f"gelu_bwd4<{_t}>", f"binary4<{_t}, {_t}, {_t}>"]
+for _t in ("__half", "__nv_bfloat16"):  # float32 with a 2-byte float, either order
+    _NAMES += [f"binary4<float, {_t}, float>", f"binary4<{_t}, float, float>"]
 _CAT_UNITS = ((16, "uint4"), (8, "uint2"), (4, "unsigned int"), (2, "unsigned short"), (1, "unsigned char"))
 _NAMES += [f"cat4<{u}>" for _, u in _CAT_UNITS]
 _modules: dict = {}
@@ -467,48 +468,35 @@ class AdamWMulti:
         self.host_step = step
 
 
-# ---------------------------------------------------------------- same-shape binary ops, float4 loads
-_BIN_SRC = r"""
-extern "C" __global__ void vt_binary4(const float4* a, const float4* b, float4* c, long long n4, float alpha,
-                                      int op) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4;
-       i += (long long)gridDim.x * blockDim.x) {
-    float4 x = a[i], y = b[i], z;
-    if (op == 0) { z.x = x.x + alpha * y.x; z.y = x.y + alpha * y.y; z.z = x.z + alpha * y.z; z.w = x.w + alpha * y.w; }
-    else { z.x = x.x * y.x; z.y = x.y * y.y; z.z = x.z * y.z; z.w = x.w * y.w; }
-    c[i] = z;
-  }
-}
-"""
-_bin = {}
-BINARY4_MIN = 1 << 20
+# ---------------------------------------------------------------- same-shape binary ops, four per thread
+_F16 = np.dtype(np.float16)
+_BF16 = np.dtype(ml_dtypes.bfloat16) if ml_dtypes is not None else None
+# (a dtype, b dtype) -> output dtype: one dtype, or float32 with a 2-byte float (PyTorch's promotion)
+_BINARY = {(d, d): d for d in _CTYPE}
+for _h in (_F16, _BF16):
+    if _h is not None:
+        _BINARY[(_F32, _h)] = _BINARY[(_h, _F32)] = _F32
 
 
-def binary4_ok(a, b):
-    """Same shape, float32, contiguous, 16-byte aligned, a multiple of 4 elements."""
-    # only large arrays: below ~1M elements CuPy's own elementwise launch is cheaper on the host than
-    # a RawKernel call, and bandwidth is not the limit there
-    return (a.size >= BINARY4_MIN and a.dtype == b.dtype and a.dtype == _F32 and a.shape == b.shape
-            and a.size % 4 == 0 and a.flags.c_contiguous and b.flags.c_contiguous
-            and a.data.ptr % 16 == 0 and b.data.ptr % 16 == 0)
-
-
-def binary4(a, b, op, alpha=1.0):
-    """``a + alpha*b`` (op 0) or ``a * b`` (op 1) with vectorised loads: one launch, no broadcasting."""
+def binary(a, b, op, alpha=1.0):
+    """``a + alpha*b`` (op 0) or ``a * b`` (op 1) of two same-shape, C-contiguous, 16-byte aligned float arrays
+    of one dtype (or float32 with float16/bfloat16, giving float32), by one launch; None when that does
+    not apply (broadcasting, views, other dtypes: the caller's generic path)."""
+    if a.shape != b.shape:
+        return None
+    od = _BINARY.get((a.dtype, b.dtype))
+    if od is None or not (a.flags.c_contiguous and b.flags.c_contiguous) or (a.data.ptr | b.data.ptr) % 16:
+        return None
     cp = _be.cupy_module()
-    dev = cp.cuda.runtime.getDevice()
-    k = _bin.get(dev)
-    if k is None:
-        k = _bin[dev] = cp.RawKernel(_BIN_SRC, "vt_binary4")
-    c = cp.ndarray(a.shape, a.dtype)
-    n4 = a.size // 4
-    grid = int(min((n4 + 255) // 256, 65535))
-    k((grid,), (256,), (a, b, c, cp.int64(n4), cp.float32(alpha), cp.int32(op)))
+    c = cp.ndarray(a.shape, od)
+    n = a.size
+    if n:
+        key = (cp.cuda.runtime.getDevice(), "binary4", a.dtype, b.dtype)
+        f = _functions.get(key)
+        if f is None:
+            f = _functions[key] = _mod().get_function(f"binary4<{_CTYPE[a.dtype]}, {_CTYPE[b.dtype]}, {_CTYPE[od]}>")
+        f(*_grid4(n), (a, b, c, cp.int64(n), cp.float32(alpha), cp.int32(op)))
     return c
-
-
-def _unused():  # keep math imported for kernels that may need it
-    return math.pi
 
 
 # flash attention lives in its own file (kernels/flash.py); these are its public names

@@ -130,14 +130,16 @@ def flash_fwd(q, k, v, scale, causal, mirror=True):
     return o, lse
 
 
-def flash_bwd(g, q, k, v, scale, causal):
-    """-> (dq, dk, dv) in the inputs' shapes and dtype; recomputes the forward's output and row
-    log-sum-exp (cheaper than keeping them: the backward does ~3.5x the forward's work)."""
+def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
+    """-> (dq, dk, dv) in the inputs' shapes and dtype. ``o`` and ``lse``: the forward's output and row
+    log-sum-exp, as ``flash_fwd`` returned them; without them the forward is run again."""
     cp = _be.cupy_module()
     Tq, D = q.shape[-2], q.shape[-1]
     Tk = k.shape[-2]
     g = g.astype(q.dtype, copy=False)
-    o, lse = flash_fwd(q, k, v, scale, causal, mirror=False)  # the delta kernel reads o contiguous
+    if o is None or lse is None:
+        o, lse = flash_fwd(q, k, v, scale, causal, mirror=False)
+    o2, _, os_ = _bht(o.astype(q.dtype, copy=False))
     q2, H, qs = _bht(q)
     k2, _, ks = _bht(k)
     v2, _, vs = _bht(v)
@@ -146,7 +148,7 @@ def flash_bwd(g, q, k, v, scale, causal):
     delta = cp.ndarray((BH, Tq), dtype=cp.float32)
     rows = BH * Tq
     _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
-        o, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows)))
+        o2, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows), *_i64(os_)))
     # each gradient in its input's layout (dk and dv share one: k's), so the views the model took of
     # q/k/v (reshape, transpose) map their gradients back without copies
     dq, dqs = _out_like(q, q.dtype)

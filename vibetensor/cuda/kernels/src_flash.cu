@@ -114,19 +114,20 @@ __global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, float* lse, 
   }
 }
 
-// delta[row] = sum_d dO[row, d] * O[row, d] (O contiguous, dO strided): one warp per row, so a warp's
-// loads are consecutive elements of one row.
+// delta[row] = sum_d dO[row, d] * O[row, d] (both strided): one warp per row, so a warp's loads are
+// consecutive elements of one row.
 template <typename T, int D>
 __global__ void flash_bwd_delta(const T* o, const T* dout, float* delta, int H, int Tq, long long gsb, long long gsh, long long gst,
-    long long rows) {
+    long long rows, long long osb, long long osh, long long ost) {
   FL_STRIDES(gs);
+  FL_STRIDES(os);
   long long i = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
   int lane = threadIdx.x & 31;
   if (i >= rows) return;
   int bh = (int)(i / Tq);
   long long r = i % Tq;
   const T* gp = row_ptr(dout, gs, bh, H, r);
-  const T* op = o + i * D;
+  const T* op = row_ptr(o, os, bh, H, r);
   float s = 0.f;
 #pragma unroll
   for (int d = lane; d < D; d += 32) s += ld(gp, d) * ld(op, d);
