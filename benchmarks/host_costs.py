@@ -60,6 +60,7 @@ def main():
     row("blas.matmul 32x32 (cuBLASLt, cached plan)", lambda: blas.matmul(a, b))
     row("cupy matmul 32x32", lambda: cp.matmul(a, b))
     row("K.gelu_fwd 32x32 (RawModule)", lambda: K.gelu_fwd(a))
+    row("K.binary a + b 32x32 (RawModule)", lambda: K.binary(a, b, 0))
 
     print("-- vibetensor ops")
     x = vt.randn(32, 32, device="cuda")
@@ -69,6 +70,13 @@ def main():
     xg = vt.randn(32, 32, device="cuda", requires_grad=True)
     row("vt add", lambda: x + y)
     row("vt add (requires_grad: records a node)", lambda: xg + y)
+    from vibetensor.core import dispatcher as D
+    xh = vt.randn(32, 32, device="cuda").to(vt.bfloat16)
+    row("vt add float32 + bfloat16 (one kernel)", lambda: x + xh)
+    add_op = D.REGISTRY["vt::add"]
+    mixed, add_op.mixed_cuda = add_op.mixed_cuda, None
+    row("vt add float32 + bfloat16 (cast, then add)", lambda: x + xh)
+    add_op.mixed_cuda = mixed
     row("vt view", lambda: x.view(16, 64))
     row("vt gelu", lambda: F.gelu(x))
     row("vt layer_norm", lambda: F.layer_norm(x, (32,)))
@@ -93,7 +101,9 @@ def main():
     tx, ty, tw, tb = (torch.randn(32, 32, device="cuda") for _ in range(4))
     tb = tb[0]
     txg = torch.randn(32, 32, device="cuda", requires_grad=True)
+    th = torch.randn(32, 32, device="cuda", dtype=torch.bfloat16)
     for name, fn in [("torch add", lambda: tx + ty), ("torch add (requires_grad)", lambda: txg + ty),
+                     ("torch add float32 + bfloat16", lambda: tx + th),
                      ("torch view", lambda: tx.view(16, 64)), ("torch gelu", lambda: torch.nn.functional.gelu(tx)),
                      ("torch layer_norm", lambda: torch.nn.functional.layer_norm(tx, (32,))),
                      ("torch linear", lambda: torch.nn.functional.linear(tx, tw, tb)),

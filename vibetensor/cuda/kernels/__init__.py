@@ -476,16 +476,24 @@ _BINARY = {(d, d): d for d in _CTYPE}
 for _h in (_F16, _BF16):
     if _h is not None:
         _BINARY[(_F32, _h)] = _BINARY[(_h, _F32)] = _F32
+# Sizes below which two arrays of one dtype are left to CuPy: its ufunc call costs ~1 us less host time
+# than a RawKernel call (H100 host, .scratch-style A/B in BENCHMARKS.md), and only at larger sizes does
+# its one-element-per-thread (float32) or generic (2-byte) kernel cost device time.
+BINARY_MIN = {_F32: 1 << 20, _F16: 1 << 16}
+if _BF16 is not None:
+    BINARY_MIN[_BF16] = 1 << 16
 
 
 def binary(a, b, op, alpha=1.0):
     """``a + alpha*b`` (op 0) or ``a * b`` (op 1) of two same-shape, C-contiguous, 16-byte aligned float arrays
-    of one dtype (or float32 with float16/bfloat16, giving float32), by one launch; None when that does
-    not apply (broadcasting, views, other dtypes: the caller's generic path)."""
+    of one dtype (at least ``BINARY_MIN`` elements) or of float32 with float16/bfloat16 (any size; float32
+    out, no cast launch first), by one launch; None when that does not apply (the caller's generic path)."""
     if a.shape != b.shape:
         return None
     od = _BINARY.get((a.dtype, b.dtype))
-    if od is None or not (a.flags.c_contiguous and b.flags.c_contiguous) or (a.data.ptr | b.data.ptr) % 16:
+    if od is None or (a.dtype == b.dtype and a.size < BINARY_MIN[od]):
+        return None
+    if not (a.flags.c_contiguous and b.flags.c_contiguous) or (a.data.ptr | b.data.ptr) % 16:
         return None
     cp = _be.cupy_module()
     c = cp.ndarray(a.shape, od)
