@@ -216,9 +216,10 @@ def linear_bias(x2, w, bias):
     return None
 
 
-def weight_and_bias_grads(g2, x2):
+def weight_and_bias_grads(g2, x2, out_dtype=None):
     """(``g2.T @ x2``, ``g2.sum(0)``) for contiguous 2-d g2 (N x out) and x2 (N x in), the bias gradient
-    reduced in the GEMM's epilogue (cuBLASLt); None when that path cannot take it."""
+    reduced in the GEMM's epilogue (cuBLASLt), both in ``out_dtype`` (float32 from half operands: the
+    accumulator unrounded) or g2's dtype; None when that path cannot take it."""
     cp = _be.cupy_module()
     if not (supported(g2, x2) and g2.ndim == 2 and x2.ndim == 2 and g2.flags.c_contiguous):
         return None
@@ -227,8 +228,8 @@ def weight_and_bias_grads(g2, x2):
     lb = _mat_layout(x2)
     if lb is None or m == 0 or n == 0 or k == 0:
         return None
-    gw = cp.ndarray((m, n), dtype=g2.dtype)
-    gb = cp.ndarray((m,), dtype=g2.dtype)
+    gw = cp.ndarray((m, n), dtype=g2.dtype if out_dtype is None else out_dtype)
+    gb = cp.ndarray((m,), dtype=gw.dtype)
     dt, ct, comp, scale, one, zero = _types(g2, gw)
     if blaslt.gemm(cp, g2.T, x2, gw, (_OP_T, m), lb, m, n, k, dt, ct, comp, scale, one, zero, gb,
                    blaslt._EPI_BGRADB):

@@ -246,21 +246,24 @@ def linear(input, weight, bias=None):
     return _generic("linear")(input, weight, bias)
 
 
-def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None):
+def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None, grad_dtypes=None):
     """Weight and bias grads by one cuBLASLt GEMM (the bias grad reduced in its epilogue) or by cuBLAS and
-    a column-sum kernel (float32 accumulation); the input grad by cuBLAS."""
+    a column-sum kernel (float32 accumulation); the input grad by cuBLAS. ``grad_dtypes`` (autocast:
+    float32 gradients of half operands) are the GEMMs' output types, so no cast follows them."""
+    dx_dt, dw_dt, db_dt = grad_dtypes or (None, None, None)
     if need_b and w.ndim == 2 and bias_shape == (w.shape[0],) and _ok(g) and g.size:
         if need_w and g.ndim >= 2 and g.flags.c_contiguous and x.flags.c_contiguous and g.dtype == x.dtype:
             g2 = g.reshape(-1, w.shape[0])
-            r = blas.weight_and_bias_grads(g2, x.reshape(-1, x.shape[-1]))
+            r = blas.weight_and_bias_grads(g2, x.reshape(-1, x.shape[-1]), dw_dt)
             if r is not None:
                 FUSED_CALLS["linear_backward_epilogue"] += 1
-                gx = blas.matmul(g2, w).reshape(x.shape) if need_x else None
-                return gx, r[0], r[1]
+                gx = blas.matmul(g2, w, dx_dt).reshape(x.shape) if need_x else None
+                gb = r[1] if db_dt is None or r[1].dtype == db_dt else r[1].astype(db_dt)
+                return gx, r[0], gb
         FUSED_CALLS["linear_backward"] += 1
-        gx, gw, _ = _generic("linear_backward")(g, x, w, need_x, need_w, False, bias_shape)
-        return gx, gw, K.col_sum(g.reshape(-1, w.shape[0])).astype(x.dtype, copy=False)
-    return _generic("linear_backward")(g, x, w, need_x, need_w, need_b, bias_shape)
+        gx, gw, _ = _generic("linear_backward")(g, x, w, need_x, need_w, False, bias_shape, grad_dtypes)
+        return gx, gw, K.col_sum(g.reshape(-1, w.shape[0])).astype(x.dtype if db_dt is None else db_dt, copy=False)
+    return _generic("linear_backward")(g, x, w, need_x, need_w, need_b, bias_shape, grad_dtypes)
 
 
 def _binary(name, a, b, op, alpha=1):

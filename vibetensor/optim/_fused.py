@@ -6,6 +6,10 @@ without amsgrad/maximize, with decoupled weight decay (AdamW) or none.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from ..core import dtype as _dt
+
 
 def ineligible_reason(group, params, decoupled):
     """None when the fused kernel can take this group, else why not (for fused=True errors)."""
@@ -15,16 +19,16 @@ def ineligible_reason(group, params, decoupled):
         return "maximize=True"
     if group["weight_decay"] != 0 and not decoupled:
         return "Adam's coupled weight decay (use AdamW, or weight_decay=0)"
-    dev = None
-    for p in params:
-        if p.device.type != "cuda":
-            return f"a parameter on {p.device} (the fused kernel is CUDA-only)"
-        if dev is None:
-            dev = p.device
-        elif p.device != dev:
-            return f"parameters on several devices ({dev}, {p.device})"
-        if p.dtype.name != "float32" or p.grad.dtype.name != "float32":
-            return f"a {p.dtype.name} parameter or gradient (the fused kernel takes float32)"
+    dev = params[0]._device
+    f32 = _dt.float32
+    for p in params:  # per parameter and step: private fields, no properties
+        d = p._device
+        if d.type != "cuda":
+            return f"a parameter on {d} (the fused kernel is CUDA-only)"
+        if d is not dev and d != dev:
+            return f"parameters on several devices ({dev}, {d})"
+        if p._dtype is not f32 or p.grad._dtype is not f32:
+            return f"a {p._dtype.name} parameter or {p.grad._dtype.name} gradient (the fused kernel takes float32)"
         if p._is_sharded or not p._data.flags.c_contiguous:
             return "a sharded or non-contiguous parameter"
     return None
@@ -35,12 +39,15 @@ def fused_adamw_step(opt, gi, group, params, states):
     from ..cuda import kernels
     beta1, beta2 = group["betas"]
     buckets: dict = {}
+    f32 = _dt.float32
     for p, st in zip(params, states):
         for k in ("exp_avg", "exp_avg_sq"):  # the kernel indexes flat memory: state must be dense float32
             t = st[k]
-            if not t._data.flags.c_contiguous or t.dtype.name != "float32":
+            if t._dtype is not f32 or not t._data.flags.c_contiguous:
                 st[k] = t.to(p.dtype).contiguous().clone()
-        buckets.setdefault(st["step"].item(), []).append((p, st))
+        s = st["step"]
+        step = float(s._data) if type(s._data) is np.ndarray else s.item()  # the CPU counter: no dispatch
+        buckets.setdefault(step, []).append((p, st))
     cache = opt.__dict__.setdefault("_fused_tables", {})
     with _be.device_guard(params[0].device):
         for step, items in buckets.items():

@@ -221,9 +221,11 @@ def _(ctx, g):
 
 
 @defop("linear_backward")
-def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None):
-    """(grad_input, grad_weight, grad_bias) of ``linear``."""
-    dt = x.dtype
+def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None, grad_dtypes=None):
+    """(grad_input, grad_weight, grad_bias) of ``linear``, in x's dtype or in ``grad_dtypes`` (three numpy
+    dtypes: autocast's float32 gradients of low-precision products, written without rounding to the
+    low dtype first)."""
+    dts = grad_dtypes or (x.dtype,) * 3
     g2, x2, w2 = up_cpu(g), up_cpu(x), up_cpu(w)
     gx = gw = gb = None
     if w.ndim == 1:
@@ -238,7 +240,7 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=N
             gw = _bmatmul(gf.T, x2.reshape(-1, x.shape[-1]))
         if need_b:
             gb = sum_to_arr(g2, bias_shape)
-    return tuple(None if t is None else t.astype(dt, copy=False) for t in (gx, gw, gb))
+    return tuple(None if t is None else t.astype(d, copy=False) for t, d in zip((gx, gw, gb), dts))
 
 
 # ------------------------------------------------------------------------------------ autocast linear
@@ -273,11 +275,14 @@ def _(ctx, g):
     np_dt, dev = dtype.np, x._device
     with device_guard(dev):
         xa, wa, ga = (t._data if t._dtype is dtype else astype(t._data, np_dt) for t in (x, w, g))
+        refs = ctx.args[:3] if b is not None else ctx.args[:2]
+        dts = tuple(r.dtype.np for r in refs) + ((np_dt,) if b is None else ())
+        # each gradient in its input's dtype, float32 ones straight from the GEMMs' float32 accumulators
         grads = REGISTRY["vt::linear_backward"].kernels[Key.CUDA if dev.type == "cuda" else Key.CPU](
-            ga, xa, wa, need[0], need[1], b is not None and need[2], None if b is None else tuple(b.shape))
+            ga, xa, wa, need[0], need[1], b is not None and need[2], None if b is None else tuple(b.shape), dts)
         out = []
-        for arr, ref in zip(grads, ctx.args[:3] if b is not None else ctx.args[:2]):
-            if arr is not None and arr.dtype != ref.dtype.np:  # each gradient in its input's dtype
+        for arr, ref in zip(grads, refs):
+            if arr is not None and arr.dtype != ref.dtype.np:
                 arr = astype(arr, ref.dtype.np)
             out.append(None if arr is None else _Tensor._make(arr, dev))
     return tuple(out)
