@@ -60,7 +60,8 @@ def main():
     row("blas.matmul 32x32 (cuBLASLt, cached plan)", lambda: blas.matmul(a, b))
     row("cupy matmul 32x32", lambda: cp.matmul(a, b))
     row("K.gelu_fwd 32x32 (RawModule)", lambda: K.gelu_fwd(a))
-    row("K.binary a + b 32x32 (RawModule)", lambda: K.binary(a, b, 0))
+    bh = b.astype(K._BF16)
+    row("K.binary float32 + bfloat16 32x32 (RawModule)", lambda: K.binary(a, bh, 0))
 
     print("-- vibetensor ops")
     x = vt.randn(32, 32, device="cuda")
