@@ -345,3 +345,24 @@ def test_list_ops_refuse_mixed_devices(two_cpus):
     for call in (lambda: vt.cat([a, b]), lambda: vt.stack([a, b])):
         with pytest.raises(vt.DeviceMismatchError, match="cpu:0, cpu:1"):
             call()
+
+
+def test_backward_params_match_signature_bind():
+    """``params`` (backward formulas reading forward arguments by name) matches ``Signature.bind`` with
+    defaults applied for positional, keyword and defaulted arguments, and still raises bind's TypeError
+    for a duplicate or unknown argument."""
+    from types import SimpleNamespace
+    from vibetensor.core.ops import shape_util
+    from vibetensor.core.dispatcher import get_op
+    for name, args, kwargs in [("diagonal", ("t",), {}), ("diagonal", ("t", 1), {"dim2": 0}),
+                               ("diagonal", ("t", 1, 0, 2), {}), ("transpose", ("t", 0, 1), {}),
+                               ("transpose", ("t",), {"dim1": 2, "dim0": 1}), ("topk", ("t", 3), {"largest": False}),
+                               ("flip", ("t", 0, 1), {}), ("nonzero", ("t",), {"as_tuple": True})]:
+        op = get_op(name)
+        ctx = SimpleNamespace(args=args, kwargs=kwargs)
+        ref = shape_util._SIGS[op.qualname].bind(*args, **kwargs)
+        ref.apply_defaults()
+        assert dict(shape_util.params(ctx, op)) == dict(ref.arguments), name
+    for args, kwargs in [(("t", 0), {"dim0": 1}), (("t", 0, 1), {"bogus": 1}), (("t",), {"dim0": 1})]:
+        with pytest.raises(TypeError):
+            shape_util.params(SimpleNamespace(args=args, kwargs=kwargs), get_op("transpose"))

@@ -8,6 +8,8 @@ from .. import dtype as _dt
 from ..dispatcher import defop
 
 _SIGS: dict = {}
+_SPECS: dict = {}  # qualname -> (positional names, all names, defaults) for signatures without *args/**kwargs
+_P = inspect.Parameter
 
 
 def defop_sig(name, **kw):
@@ -15,14 +17,38 @@ def defop_sig(name, **kw):
     whether the caller passed them positionally or as keywords (``params``)."""
     def deco(fn):
         op = defop(name, **kw)(fn)
-        _SIGS[op.qualname] = inspect.signature(fn)
+        sig = _SIGS[op.qualname] = inspect.signature(fn)
+        ps = list(sig.parameters.values())
+        if all(p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY) for p in ps):
+            _SPECS[op.qualname] = (tuple(p.name for p in ps if p.kind is _P.POSITIONAL_OR_KEYWORD),
+                                   frozenset(p.name for p in ps),
+                                   {p.name: p.default for p in ps if p.default is not _P.empty})
         return op
     return deco
 
 
 def params(ctx, op):
-    """The op's arguments at forward time by parameter name (tensors as saved aliases / TensorMeta)."""
-    b = _SIGS[op.qualname].bind(*ctx.args, **ctx.kwargs)
+    """The op's arguments at forward time by parameter name (tensors as saved aliases / TensorMeta).
+    Plain signatures are matched by hand: ``Signature.bind`` costs more than most backward formulas."""
+    spec = _SPECS.get(op.qualname)
+    args, kw = ctx.args, ctx.kwargs
+    if spec is not None and len(args) <= len(spec[0]):
+        pos, names, defaults = spec
+        out = dict(zip(pos, args))
+        ok = True
+        for k, v in kw.items():
+            if k in out or k not in names:
+                ok = False  # a duplicate or unknown name: bind raises the usual TypeError
+                break
+            out[k] = v
+        if ok and len(out) < len(names):
+            for k, v in defaults.items():
+                if k not in out:
+                    out[k] = v
+            ok = len(out) == len(names)
+        if ok:
+            return out
+    b = _SIGS[op.qualname].bind(*args, **kw)
     b.apply_defaults()
     return b.arguments
 
