@@ -247,23 +247,33 @@ def linear(input, weight, bias=None):
 
 
 def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=None, grad_dtypes=None):
-    """Weight and bias grads by one cuBLASLt GEMM (the bias grad reduced in its epilogue) or by cuBLAS and
-    a column-sum kernel (float32 accumulation); the input grad by cuBLAS. ``grad_dtypes`` (autocast:
-    float32 gradients of half operands) are the GEMMs' output types, so no cast follows them."""
+    """Weight and bias grads by one cuBLASLt GEMM (the bias grad reduced in its epilogue), else by cuBLAS
+    and a column-sum kernel (float32 accumulation); the input grad by cuBLAS. ``grad_dtypes`` (autocast:
+    float32 gradients of half operands) are the GEMMs' output types, so nothing is rounded to the half
+    type on the way and no cast follows."""
+    if not (w.ndim == 2 and g.size and g.ndim >= 1 and _ok(g, x, w) and g.dtype == x.dtype == w.dtype
+            and (not need_b or bias_shape == (w.shape[0],))):
+        return _generic("linear_backward")(g, x, w, need_x, need_w, need_b, bias_shape, grad_dtypes)
     dx_dt, dw_dt, db_dt = grad_dtypes or (None, None, None)
-    if need_b and w.ndim == 2 and bias_shape == (w.shape[0],) and _ok(g) and g.size:
-        if need_w and g.ndim >= 2 and g.flags.c_contiguous and x.flags.c_contiguous and g.dtype == x.dtype:
-            g2 = g.reshape(-1, w.shape[0])
-            r = blas.weight_and_bias_grads(g2, x.reshape(-1, x.shape[-1]), dw_dt)
-            if r is not None:
-                FUSED_CALLS["linear_backward_epilogue"] += 1
-                gx = blas.matmul(g2, w, dx_dt).reshape(x.shape) if need_x else None
-                gb = r[1] if db_dt is None or r[1].dtype == db_dt else r[1].astype(db_dt)
-                return gx, r[0], gb
+    g2 = g.reshape(-1, w.shape[0])
+    x2 = x.reshape(-1, x.shape[-1])
+    gw = gb = None
+    if need_w and need_b and g2.flags.c_contiguous:
+        r = blas.weight_and_bias_grads(g2, x2, dw_dt)
+        if r is not None:
+            FUSED_CALLS["linear_backward_epilogue"] += 1
+            gw, gb = r
+    if need_w and gw is None:
+        gw = blas.matmul(g2.T, x2, dw_dt)
+    if need_b and gb is None:
         FUSED_CALLS["linear_backward"] += 1
-        gx, gw, _ = _generic("linear_backward")(g, x, w, need_x, need_w, False, bias_shape, grad_dtypes)
-        return gx, gw, K.col_sum(g.reshape(-1, w.shape[0])).astype(x.dtype if db_dt is None else db_dt, copy=False)
-    return _generic("linear_backward")(g, x, w, need_x, need_w, need_b, bias_shape, grad_dtypes)
+        gb = K.col_sum(g2)  # float32
+    if gb is not None:
+        want = x.dtype if db_dt is None else db_dt
+        if gb.dtype != want:
+            gb = gb.astype(want)
+    gx = blas.matmul(g2, w, dx_dt).reshape(x.shape) if need_x else None
+    return gx, gw, gb
 
 
 def _binary(name, a, b, op, alpha=1):
