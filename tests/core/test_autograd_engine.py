@@ -161,3 +161,19 @@ def test_backward_releases_the_graph_behind_a_kept_loss():
     out.backward(retain_graph=True)  # retained: the graph stays usable
     out.backward()
     np.testing.assert_allclose(y.grad.numpy(), 2 * 3 * np.exp(3 * y.detach().numpy()), rtol=1e-5)
+
+
+def test_gradient_fanned_out_uncopied_stays_private_to_each_leaf():
+    """add hands one gradient tensor to both inputs without copying it; a leaf that receives it (here
+    through another add) copies it before it becomes ``.grad``, so an in-place change to ``.grad`` during
+    backward (a post-accumulate hook, as DDP's in-place allreduce) cannot reach a path still waiting."""
+    a, b, c = (vt.randn(3, requires_grad=True) for _ in range(3))
+    q = b * 2.0          # created first: processed after the inner add's leaves
+    inner = a + c
+    out = inner + q      # backward: one g to both inner and q
+    a.register_post_accumulate_grad_hook(lambda t: t.grad.mul_(10.0))
+    out.backward(vt.ones(3))
+    np.testing.assert_allclose(a.grad.numpy(), [10, 10, 10])
+    np.testing.assert_allclose(c.grad.numpy(), [1, 1, 1])
+    np.testing.assert_allclose(b.grad.numpy(), [2, 2, 2])
+    assert a.grad is not c.grad

@@ -146,12 +146,15 @@ class AccumulateGrad:
 
     add_pre_hook = Node.add_pre_hook
 
-    def accumulate(self, g):
+    def accumulate(self, g, shared=False):
+        """``shared``: g is also held elsewhere (the engine handed one tensor to several edges), so it is
+        copied before becoming ``.grad`` -- in-place changes to ``.grad`` (accumulation, DDP hooks) must
+        not reach another path's gradient."""
         t = self.variable()
         if t is None:
             return
         if t.grad is None:
-            t.grad = g if g._base is None else g.clone()
+            t.grad = g if (g._base is None and not shared) else g.clone()
         elif (t.grad._dtype is g._dtype and t.grad._data.shape == g._data.shape and not t.grad._is_sharded
               and not g._is_sharded and t.grad._device == g._device):
             # in place, as PyTorch: grad buffers keep their address (fused optimizers, CUDA graphs)
@@ -324,6 +327,7 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
     (``autograd.grad``); with ``accumulate=False`` leaves are not written.
     """
     buffers: dict = {}
+    shared = None  # ids of gradients one node handed to several edges (see AccumulateGrad.accumulate)
     root_nodes = []
     for (node, idx), g in zip(roots, grads):
         if node is None:
@@ -352,8 +356,9 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
                     prev = capture[(node, i)]
                     capture[(node, i)] = buf[i] if prev is None else prev + buf[i]
         if type(node) is AccumulateGrad:
-            if accumulate and buf[0] is not None:
-                node.accumulate(buf[0])
+            g = buf[0]
+            if accumulate and g is not None:
+                node.accumulate(g, shared is not None and id(g) in shared)
             continue
         if (buf[0] is None) if n_out == 1 else all(b is None for b in buf):
             in_grads = [None] * len(node.next)
@@ -371,12 +376,15 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
                 continue
             m, idx = e
             if g is not None:
-                # one tensor returned for several inputs (add's g, g) must not become two leaves'
-                # shared .grad buffer: later in-place accumulation would change both
+                # one tensor returned for several inputs (add's g, g) flows on uncopied (buffers sum out
+                # of place, formulas do not write their gradients); a leaf it reaches copies it before
+                # making it .grad, which later changes in place
                 if seen is None:
                     seen = {id(g)}
                 elif id(g) in seen:
-                    g = g.clone()
+                    if shared is None:
+                        shared = set()
+                    shared.add(id(g))
                 else:
                     seen.add(id(g))
                 mb = buffers.get(m)
