@@ -452,6 +452,40 @@ def test_flash_backward_reuses_the_forward_output_and_lse(dtype, monkeypatch):
         assert F.scaled_dot_product_attention(q, k, v, is_causal=True).grad_fn is None
 
 
+def test_materialized_attention_saves_dense_copies_of_strided_qkv(monkeypatch):
+    """The cuBLAS attention path copies q/k/v viewed from one qkv buffer (no single batch stride) once and
+    saves those copies in the views' place, and does not save its output; values and gradients match a
+    float64 reference."""
+    import dataclasses
+    from vibetensor import _env
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="off"))
+    f = _fused()
+    B, T, H, Dh = 2, 19, 3, 8
+    rs = np.random.RandomState(5)
+    base, up = rs.randn(B, T, 3 * H * Dh), rs.randn(B, H, T, Dh)
+    qkv = vt.tensor(base, dtype=vt.float32, device="cuda", requires_grad=True)
+    q, k, v = (qkv[..., i * H * Dh:(i + 1) * H * Dh].reshape(B, T, H, Dh).transpose(1, 2) for i in range(3))
+    before = f.FUSED_CALLS["sdpa"]
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert f.FUSED_CALLS["sdpa"] == before + 1
+    ctx = out.grad_fn.ctx
+    assert ctx.out is None and all(t._data.flags.c_contiguous for t in ctx.saved[:3])
+    out.backward(vt.tensor(up, dtype=vt.float32, device="cuda"))
+    # float64 reference
+    qr, kr, vr = (base[..., i * H * Dh:(i + 1) * H * Dh].reshape(B, T, H, Dh).transpose(0, 2, 1, 3) for i in range(3))
+    sc = qr @ kr.transpose(0, 1, 3, 2) / np.sqrt(Dh)
+    sc = np.where(np.tril(np.ones((T, T), bool)), sc, -np.inf)
+    p = np.exp(sc - sc.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(out.detach().cpu().numpy(), p @ vr, rtol=1e-5, atol=1e-5)
+    dv = p.transpose(0, 1, 3, 2) @ up
+    dp = up @ vr.transpose(0, 1, 3, 2)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True)) / np.sqrt(Dh)
+    dq, dk = ds @ kr, ds.transpose(0, 1, 3, 2) @ qr
+    want = np.concatenate([d.transpose(0, 2, 1, 3).reshape(B, T, H * Dh) for d in (dq, dk, dv)], axis=-1)
+    np.testing.assert_allclose(qkv.grad.cpu().numpy(), want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("src,dst", [(vt.float32, vt.bfloat16), (vt.float32, vt.float16), (vt.bfloat16, vt.float32),
                                      (vt.float16, vt.float32)])
 @pytest.mark.parametrize("n", [1, 3, 4, 1001, 65536 + 7])

@@ -265,7 +265,7 @@ def attach(op, args, kwargs, tensors, out, kept=None):
     ctx.args = tuple(new_args)
     outs = out if isinstance(out, (tuple, list)) else (out,)
     ctx.out = None
-    if op.save_out:
+    if op.save_out or (kept is not None and kept.save_out):
         o = outs[0]
         s = _alias(o)
         ctx.out = s

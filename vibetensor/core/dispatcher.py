@@ -178,13 +178,14 @@ class Keep:
     """What a kernel returns when its backward formula can reuse arrays the forward made. ``out`` is the
     result. ``saved`` maps an argument index (one the op saves) to an array saved in that argument's place:
     the float16 copy an autocast linear cast anyway, instead of the float32 original. ``extra`` is
-    anything else, kept as ``ctx.kept`` (attention's row log-sum-exp). Outside autograd recording
-    the dispatcher drops both at once."""
+    anything else, kept as ``ctx.kept`` (attention's row log-sum-exp). ``save_out``: the node saves
+    the output too (``ctx.out``, version-checked), for this call only. Outside autograd recording the
+    dispatcher drops all of it at once."""
 
-    __slots__ = ("out", "saved", "extra")
+    __slots__ = ("out", "saved", "extra", "save_out")
 
-    def __init__(self, out, saved=None, extra=None):
-        self.out, self.saved, self.extra = out, saved, extra
+    def __init__(self, out, saved=None, extra=None, save_out=False):
+        self.out, self.saved, self.extra, self.save_out = out, saved, extra, save_out
 
 
 def _scan(args):

@@ -143,6 +143,13 @@ def _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa):
             and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.size and k.size)
 
 
+def _dense(x):
+    """x when cuBLAS takes it as is (one batch stride, unit stride in a matrix dim), else a C-order copy."""
+    if blas._mat_layout(x) is not None and blas._batch_stride(x, x.shape[:-2]) is not None:
+        return x
+    return x.copy()
+
+
 def _sc(q, scale):
     return scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
 
@@ -150,11 +157,11 @@ def _sc(q, scale):
 # float16/bfloat16 on sm_80+ run the tensor-core flash kernels (src_flash_tc.cu), which "auto" takes
 # at every size. The float32 flash kernels run on CUDA cores: they save the launches and the score
 # matrix of the materialized path but do the products far slower than cuBLAS. For them "auto" decides
-# by size: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode (a step there is
-# host-bound and the materialized path costs ~2 ms of host time per layer), but only up to
-# FLASH_AUTO_MAX_SCORES_GRAPH while a CUDA graph is captured (replays have no host cost, so device
-# time decides). BENCHMARKS.md, "Attention paths", has the measurements.
-FLASH_AUTO_MAX_SCORES = 1 << 24
+# by size: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode, FLASH_AUTO_MAX_SCORES_GRAPH
+# while a CUDA graph is captured. The eager limit was 2^24 while the materialized path cost ~2 ms of host
+# time per layer; with today's host path the medium GPT (2^24 scores per call) steps in 38.3 ms
+# materialized against 46.6 ms flash (sixth session, BENCHMARKS.md), so both limits are now 2^22.
+FLASH_AUTO_MAX_SCORES = 1 << 22
 FLASH_AUTO_MAX_SCORES_GRAPH = 1 << 22
 
 
@@ -173,13 +180,18 @@ def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa) and _flash(q, k, v):
         FUSED_CALLS["sdpa_flash"] += 1
         o, lse = K.flash_fwd(q, k, v, _sc(q, scale), bool(is_causal))
-        return _disp.Keep(o, extra=lse)  # under autograd the backward reuses lse (and the saved output)
+        return _disp.Keep(o, extra=lse, save_out=True)  # under autograd the backward reuses o and lse
     if _sdpa_ok(q, k, v, attn_mask, dropout_mask, enable_gqa):
         from .blas import matmul
         FUSED_CALLS["sdpa"] += 1
-        s = matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32)
+        # q/k/v viewed from one qkv buffer have no single batch stride: cuBLAS needs dense copies, made once
+        # here and saved in the views' place, so the backward (five products) copies nothing again
+        qc, kc, vc = _dense(q), _dense(k), _dense(v)
+        s = matmul(qc, kc.swapaxes(-1, -2), out_dtype=np.float32)
         p = K.softmax_fwd(s, _sc(q, scale), bool(is_causal), 0, out_dtype=q.dtype)
-        return matmul(p, v)
+        o = matmul(p, vc)
+        copies = {i: c for i, (c, a) in enumerate(((qc, q), (kc, k), (vc, v))) if c is not a}
+        return _disp.Keep(o, copies) if copies else o
     return _generic("_scaled_dot_product_attention")(q, k, v, attn_mask, dropout_mask, is_causal, scale, enable_gqa)
 
 
@@ -198,7 +210,7 @@ def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False
         FUSED_CALLS["sdpa_backward"] += 1
         sc = _sc(q, scale)
         dt = q.dtype
-        g = g.astype(dt, copy=False)
+        g = _dense(g.astype(dt, copy=False))  # once: it takes part in two products
         # probabilities recomputed in q's dtype (the forward's P), dP in float32, dS back in q's dtype
         p = K.softmax_fwd(matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32), sc, bool(is_causal), 0,
                           out_dtype=dt)

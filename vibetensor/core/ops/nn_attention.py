@@ -82,7 +82,7 @@ def _scale(q, scale):
 
 
 @positional
-@defop("_scaled_dot_product_attention", save=(0, 1, 2, 3, 4), save_out=True)
+@defop("_scaled_dot_product_attention", save=(0, 1, 2, 3, 4))
 def _sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None, enable_gqa=False):
     """Attention over arrays; ``dropout_mask`` (already scaled by 1/(1-p)) multiplies the probabilities."""
     _check(q, k, v, attn_mask, is_causal, enable_gqa)
@@ -97,10 +97,10 @@ def _sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=Non
 def _(ctx, g):
     a = ctx.args
     nq, nk, nv, nm = needs(ctx, 0, 1, 2, 3)
-    # a fused forward may have kept its row log-sum-exp (ctx.kept): with the saved output, the backward
-    # need not run the forward again
+    # a fused (flash) forward may have kept its row log-sum-exp (ctx.kept) and saved its output: then the
+    # backward need not run the forward again
     from ..tensor import Tensor
-    lse = None if ctx.kept is None else Tensor._make(ctx.kept, ctx.out._device)
+    lse = None if ctx.kept is None or ctx.out is None else Tensor._make(ctx.kept, ctx.out._device)
     grads = V.scaled_dot_product_attention_backward(g, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
                                                     nq, nk, nv, nm, ctx.out, lse)
     return pack(ctx, dict(zip((0, 1, 2, 3), grads)))
