@@ -486,6 +486,25 @@ def test_materialized_attention_saves_dense_copies_of_strided_qkv(monkeypatch):
     np.testing.assert_allclose(qkv.grad.cpu().numpy(), want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dst", [vt.bfloat16, vt.float16])
+def test_cast_many_is_one_launch_bit_equal_to_separate_casts(dst):
+    """Up to three float32 arrays cast to a half type by one kernel (an autocast linear's input, weight and
+    bias), bit for bit as the one-array cast, for odd sizes (each array's tail) and empty arrays; a
+    strided array sends the whole call to one cast each."""
+    import cupy as cp
+    from vibetensor.cuda import kernels as K
+    rs = np.random.RandomState(7)
+    for sizes in [(5, 3), (1027, 4096 + 3, 33), (0, 8, 1), (64, 64, 64)]:
+        arrs = [cp.asarray(rs.randn(n).astype(np.float32) * 300) for n in sizes]
+        got = K.cast_many(arrs, dst.np)
+        for a, g in zip(arrs, got):
+            assert g.dtype == dst.np and g.shape == a.shape
+            assert cp.array_equal(g.view(np.uint16), K.cast(a, dst.np).view(np.uint16))
+    m = cp.asarray(rs.randn(6, 8).astype(np.float32))
+    got = K.cast_many([m.T, m], dst.np)
+    assert cp.array_equal(got[0].view(np.uint16), m.T.astype(dst.np).view(np.uint16))
+
+
 @pytest.mark.parametrize("src,dst", [(vt.float32, vt.bfloat16), (vt.float32, vt.float16), (vt.bfloat16, vt.float32),
                                      (vt.float16, vt.float32)])
 @pytest.mark.parametrize("n", [1, 3, 4, 1001, 65536 + 7])

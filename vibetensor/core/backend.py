@@ -110,6 +110,14 @@ def astype(arr, np_dtype):
     return arr.astype(np_dtype)
 
 
+def astype_many(arrs, np_dtype):
+    """``[astype(a, np_dtype) for a in arrs]``; on CUDA up to three float32 -> half casts share one launch."""
+    if _cupy is not None and len(arrs) > 1 and isinstance(arrs[0], _cupy.ndarray):
+        from ..cuda.kernels import cast_many
+        return cast_many(arrs, np_dtype)
+    return [astype(a, np_dtype) for a in arrs]
+
+
 def device_guard(dev):
     """Context manager making ``dev`` current for CuPy work (a no-op for CPU, for the current device, and
     on a one-GPU machine, where that is the only device: no runtime call on the per-op path)."""

@@ -254,13 +254,16 @@ def linear_autocast(input, weight, bias, dtype):
     nodes save their outputs: backward casts nothing again, and a float32 input no step needs is freed.
     The output is in ``dtype``."""
     from ..dispatcher import REGISTRY, Key, Keep
-    from ..backend import astype, is_cuda_array
+    from ..backend import astype_many, is_cuda_array
     np_dt = dtype.np
-    x, w = (a if a.dtype == np_dt else astype(a, np_dt) for a in (input, weight))
-    b = None if bias is None or bias.dtype == np_dt else astype(bias, np_dt)
+    ops = [input, weight] if bias is None else [input, weight, bias]
+    todo = [i for i, a in enumerate(ops) if a.dtype != np_dt]
+    if todo:  # one launch for all the casts on CUDA
+        for i, c in zip(todo, astype_many([ops[i] for i in todo], np_dt)):
+            ops[i] = c
     kernels = REGISTRY["vt::linear"].kernels
-    out = kernels[Key.CUDA if is_cuda_array(x) else Key.CPU](x, w, bias if b is None else b)
-    copies = {i: c for i, (c, a) in enumerate(((x, input), (w, weight))) if c is not a}
+    out = kernels[Key.CUDA if is_cuda_array(ops[0]) else Key.CPU](ops[0], ops[1], ops[2] if bias is not None else None)
+    copies = {i: ops[i] for i in todo if i < 2}
     return Keep(out, copies) if copies else out
 
 

@@ -106,6 +106,30 @@ __global__ void cast4(const S* x, D* y, long long n) {
   if (i < (n & 3)) st(y, 4 * n4 + i, ld(x, 4 * n4 + i));
 }
 
+// Up to three casts in one launch (an autocast linear's input, weight and bias): quads [0, q0) are array
+// 0's, then array 1's, then array 2's; each array's n % 4 tail by the first threads. Unused slots have n = 0.
+template <typename S, typename D>
+__global__ void cast4x3(const S* x0, D* y0, long long n0, const S* x1, D* y1, long long n1, const S* x2, D* y2,
+                        long long n2) {
+  long long q0 = n0 >> 2, q1 = n1 >> 2, q2 = n2 >> 2, i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  for (long long k = i; k < q0 + q1 + q2; k += (long long)gridDim.x * blockDim.x) {
+    const S* x = x0;
+    D* y = y0;
+    long long j = k;
+    if (j >= q0) {
+      j -= q0;
+      x = x1; y = y1;
+      if (j >= q1) { j -= q1; x = x2; y = y2; }
+    }
+    float a[4];
+    Pack4<S>::load(x + 4 * j, a);
+    Pack4<D>::store(y + 4 * j, a);
+  }
+  if (i < (n0 & 3)) st(y0, 4 * q0 + i, ld(x0, 4 * q0 + i));
+  if (i < (n1 & 3)) st(y1, 4 * q1 + i, ld(x1, 4 * q1 + i));
+  if (i < (n2 & 3)) st(y2, 4 * q2 + i, ld(x2, 4 * q2 + i));
+}
+
 // GELU forward/backward four elements per thread (16-byte aligned arrays; the n % 4 tail by the first threads).
 template <typename T>
 __global__ void gelu_fwd4(const T* x, T* y, long long n, int approx) {
