@@ -177,3 +177,44 @@ def test_gradient_fanned_out_uncopied_stays_private_to_each_leaf():
     np.testing.assert_allclose(c.grad.numpy(), [1, 1, 1])
     np.testing.assert_allclose(b.grad.numpy(), [2, 2, 2])
     assert a.grad is not c.grad
+
+
+_KEEP_SEEN = []
+
+
+def _keep_op():
+    """A test op whose kernel returns ``dispatcher.Keep`` (registered once per process)."""
+    from vibetensor.core import dispatcher as D
+    op = D.REGISTRY.get("vt::test_keep_scale")
+    if op is None:
+        @D.defop("test_keep_scale", save=(0,))
+        def op(x):
+            return D.Keep(x * 3.0, saved={0: x * 2.0}, extra="kept", save_out=True)
+
+        @op.def_backward
+        def _(ctx, g):
+            _KEEP_SEEN.append((ctx.args[0].numpy().copy(), ctx.saved[0].numpy().copy(), ctx.kept,
+                               ctx.out is not None))
+            return g * 3.0
+    return op
+
+
+def test_kernel_keep_saves_its_arrays_for_backward():
+    """A kernel returning ``dispatcher.Keep``: under autograd the node saves the kernel's array in place of
+    the argument (also in ctx.args, so a formula reading arguments sees it), keeps ``extra`` as ctx.kept,
+    and saves the output when asked; without autograd the dispatcher returns the plain result."""
+    op = _keep_op()
+    _KEEP_SEEN.clear()
+    x = vt.tensor([1.0, 2.0], requires_grad=True)
+    y = op(x)
+    np.testing.assert_allclose(y.detach().numpy(), [3.0, 6.0])
+    y.sum().backward()
+    a0, s0, kept, has_out = _KEEP_SEEN[0]
+    np.testing.assert_allclose(a0, [2.0, 4.0])
+    np.testing.assert_allclose(s0, [2.0, 4.0])
+    assert kept == "kept" and has_out
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+    with vt.no_grad():
+        z = op(x)
+    assert type(z) is vt.Tensor and z.grad_fn is None
+    np.testing.assert_allclose(z.numpy(), [3.0, 6.0])

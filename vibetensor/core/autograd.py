@@ -237,8 +237,9 @@ def attach(op, args, kwargs, tensors, out, kept=None):
         keep = i in save
         if isinstance(a, T):
             if keep and repl is not None and i in repl:  # the forward's own copy: nothing to version-check
-                saved.append(T._make(repl[i], a._device))
-                new_args.append(TensorMeta(a))
+                s = T._make(repl[i], a._device)
+                saved.append(s)
+                new_args.append(s)
             elif keep:
                 s = _alias(a)
                 saved.append(s)

@@ -264,7 +264,8 @@ def linear_autocast(input, weight, bias, dtype):
     kernels = REGISTRY["vt::linear"].kernels
     out = kernels[Key.CUDA if is_cuda_array(ops[0]) else Key.CPU](ops[0], ops[1], ops[2] if bias is not None else None)
     copies = {i: ops[i] for i in todo if i < 2}
-    return Keep(out, copies) if copies else out
+    # the copies stand in for the operands in ctx.args too: their own dtypes go along for the gradients
+    return Keep(out, copies, (input.dtype, weight.dtype)) if copies else out
 
 
 @linear_autocast.def_backward
@@ -278,15 +279,14 @@ def _(ctx, g):
     np_dt, dev = dtype.np, x._device
     with device_guard(dev):
         xa, wa, ga = (t._data if t._dtype is dtype else astype(t._data, np_dt) for t in (x, w, g))
-        refs = ctx.args[:3] if b is not None else ctx.args[:2]
-        dts = tuple(r.dtype.np for r in refs) + ((np_dt,) if b is None else ())
         # each gradient in its input's dtype, float32 ones straight from the GEMMs' float32 accumulators
+        dts = tuple(ctx.kept or (ctx.args[0].dtype.np, ctx.args[1].dtype.np)) + (np_dt if b is None else b.dtype.np,)
         grads = REGISTRY["vt::linear_backward"].kernels[Key.CUDA if dev.type == "cuda" else Key.CPU](
             ga, xa, wa, need[0], need[1], b is not None and need[2], None if b is None else tuple(b.shape), dts)
         out = []
-        for arr, ref in zip(grads, refs):
-            if arr is not None and arr.dtype != ref.dtype.np:
-                arr = astype(arr, ref.dtype.np)
+        for arr, d in zip(grads, dts[:2] if b is None else dts):
+            if arr is not None and arr.dtype != d:
+                arr = astype(arr, d)
             out.append(None if arr is None else _Tensor._make(arr, dev))
     return tuple(out)
 
