@@ -62,6 +62,9 @@ def main():
     row("K.gelu_fwd 32x32 (RawModule)", lambda: K.gelu_fwd(a))
     bh = b.astype(K._BF16)
     row("K.binary float32 + bfloat16 32x32 (RawModule)", lambda: K.binary(a, bh, 0))
+    mins, K.BINARY_MIN = K.BINARY_MIN, {d: 0 for d in K.BINARY_MIN}
+    row("K.binary float32 + float32 32x32 (past BINARY_MIN)", lambda: K.binary(a, b, 0))
+    K.BINARY_MIN = mins
 
     print("-- vibetensor ops")
     x = vt.randn(32, 32, device="cuda")
