@@ -233,24 +233,29 @@ def attach(op, args, kwargs, tensors, out, kept=None):
     save = op.save
     T = _disp._Tensor
     new_args = []
+    remaining = len(tensors)  # input tensors not met yet: lists are searched only while some remain
     for i, a in enumerate(args):
-        keep = i in save
         if isinstance(a, T):
-            if keep and repl is not None and i in repl:  # the forward's own copy: nothing to version-check
+            remaining -= 1
+            if i not in save:
+                new_args.append(TensorMeta(a))
+            elif repl is not None and i in repl:  # the forward's own copy: nothing to version-check
                 s = T._make(repl[i], a._device)
                 saved.append(s)
                 new_args.append(s)
-            elif keep:
+            else:
                 s = _alias(a)
                 saved.append(s)
                 versions.append((s, a._vc.v))
                 new_args.append(s)
-            else:
-                new_args.append(TensorMeta(a))
-        elif type(a) in (list, tuple) and any(isinstance(b, T) for b in a):
+        elif remaining and type(a) in (list, tuple):
+            keep = i in save
             items = []
+            found = False
             for b in a:
                 if isinstance(b, T):
+                    found = True
+                    remaining -= 1
                     if keep:
                         s = _alias(b)
                         saved.append(s)
@@ -260,7 +265,7 @@ def attach(op, args, kwargs, tensors, out, kept=None):
                         items.append(TensorMeta(b))
                 else:
                     items.append(b)
-            new_args.append(type(a)(items))
+            new_args.append(type(a)(items) if found else a)
         else:
             new_args.append(a)
     ctx.args = tuple(new_args)
