@@ -374,10 +374,11 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
             in_grads = node.apply(buf)
             if not retain_graph:
                 _free(node.ctx)
-        if len(in_grads) < len(node.next):
-            in_grads = tuple(in_grads) + (None,) * (len(node.next) - len(in_grads))
-        seen = None
-        for e, g in zip(node.next, in_grads):
+        nxt = node.next
+        if len(in_grads) < len(nxt):
+            in_grads = tuple(in_grads) + (None,) * (len(nxt) - len(in_grads))
+        seen = None if len(nxt) > 1 else ()  # () : one edge, nothing can repeat
+        for e, g in zip(nxt, in_grads):
             if e is None:
                 continue
             m, idx = e
@@ -387,12 +388,13 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
                 # making it .grad, which later changes in place
                 if seen is None:
                     seen = {id(g)}
-                elif id(g) in seen:
-                    if shared is None:
-                        shared = set()
-                    shared.add(id(g))
-                else:
-                    seen.add(id(g))
+                elif seen:
+                    if id(g) in seen:
+                        if shared is None:
+                            shared = set()
+                        shared.add(id(g))
+                    else:
+                        seen.add(id(g))
                 mb = buffers.get(m)
                 if mb is None:
                     mb = buffers[m] = [None] * m.n_out
@@ -400,8 +402,9 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
                     mb[idx] = g
                 else:
                     mb[idx] = mb[idx] + g
-            deps[m] -= 1
-            if deps[m] == 0 and m not in pushed:
+            d = deps[m] - 1
+            deps[m] = d
+            if d == 0 and m not in pushed:
                 pushed.add(m)
                 heapq.heappush(heap, (-m.seq, id(m), m))
         if node.ctx.freed:
