@@ -59,6 +59,10 @@ class Library:
         key = _disp.as_key(dispatch_key)
         self._overrides.append((op, key, op.kernels.get(key)))
         op.kernels[key] = fn
+        if op.mixed_cuda is not None and key in (_disp.Key.CUDA, _disp.Key.CPU):
+            # the built-in mixed-dtype shortcut must not bypass the user's kernel
+            self._overrides.append((op, "mixed_cuda", op.mixed_cuda))
+            op.mixed_cuda = None
         return fn
 
     def impl_backward(self, name, fn):
@@ -72,6 +76,8 @@ class Library:
         for op, key, prev in reversed(self._overrides):
             if key == "backward":
                 op.backward_fn = prev
+            elif key == "mixed_cuda":
+                op.mixed_cuda = prev
             elif prev is None:
                 op.kernels.pop(key, None)
             else:

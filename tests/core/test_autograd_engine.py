@@ -218,3 +218,21 @@ def test_kernel_keep_saves_its_arrays_for_backward():
         z = op(x)
     assert type(z) is vt.Tensor and z.grad_fn is None
     np.testing.assert_allclose(z.numpy(), [3.0, 6.0])
+
+
+def test_library_override_turns_off_the_mixed_dtype_shortcut():
+    """A user kernel for add must not be bypassed by the built-in float32+half CUDA shortcut
+    (``OpDef.mixed_cuda``): overriding turns it off, closing the library restores it."""
+    from vibetensor.core import dispatcher as D
+    from vibetensor.library import Library
+    op = D.REGISTRY["vt::add"]
+    prev = op.mixed_cuda
+    sentinel = object()
+    op.mixed_cuda = sentinel
+    try:
+        with Library("vt", "IMPL") as lib:
+            lib.impl("add", lambda a, b, alpha=1: a - b, dispatch_key="CUDA")
+            assert op.mixed_cuda is None
+        assert op.mixed_cuda is sentinel
+    finally:
+        op.mixed_cuda = prev
