@@ -50,9 +50,11 @@ _modules: dict = {}
 _functions: dict = {}  # (device, name, dtypes) -> compiled function
 # numpy dtype -> C type, keyed by dtype objects: str(dtype) costs microseconds per call on the hot path
 _F32 = np.dtype(np.float32)
-_CTYPE = {_F32: "float", np.dtype(np.float16): "__half"}
-if ml_dtypes is not None:
-    _CTYPE[np.dtype(ml_dtypes.bfloat16)] = "__nv_bfloat16"
+_F16 = np.dtype(np.float16)
+_BF16 = np.dtype(ml_dtypes.bfloat16) if ml_dtypes is not None else None
+_CTYPE = {_F32: "float", _F16: "__half"}
+if _BF16 is not None:
+    _CTYPE[_BF16] = "__nv_bfloat16"
 
 
 def _mod():
@@ -150,9 +152,9 @@ def _partial_sum(part):
     return out
 
 
-_CAST = {(_F32, np.dtype(np.float16)), (np.dtype(np.float16), _F32)}
-if ml_dtypes is not None:
-    _CAST |= {(_F32, np.dtype(ml_dtypes.bfloat16)), (np.dtype(ml_dtypes.bfloat16), _F32)}
+_CAST = {(_F32, _F16), (_F16, _F32)}
+if _BF16 is not None:
+    _CAST |= {(_F32, _BF16), (_BF16, _F32)}
 
 
 def cast(x, dtype):
@@ -489,8 +491,6 @@ class AdamWMulti:
 
 
 # ---------------------------------------------------------------- same-shape binary ops, four per thread
-_F16 = np.dtype(np.float16)
-_BF16 = np.dtype(ml_dtypes.bfloat16) if ml_dtypes is not None else None
 # (a dtype, b dtype) -> output dtype: one dtype, or float32 with a 2-byte float (PyTorch's promotion)
 _BINARY = {(d, d): d for d in _CTYPE}
 for _h in (_F16, _BF16):
