@@ -60,9 +60,15 @@ def small_ops(dev: str, iters: int):
         out = torch.nn.functional.gelu(tlin(txi)).sum()
         out.backward()
 
+    xv = vt.randn(4, 16, 32, device=dev, requires_grad=True)
+    txv = torch.randn(4, 16, 32, device=tdev, requires_grad=True)
+    # an attention block's head split: reshape + transpose of a tensor that records grad (a GPT step
+    # makes ~130 such view ops forward and backward)
     for name, f_vt, f_t in [("add", lambda: x + y, lambda: tx + ty),
                             ("matmul", lambda: x @ y, lambda: tx @ ty),
-                            ("linear+gelu fwd/bwd", vt_fb, t_fb)]:
+                            ("linear+gelu fwd/bwd", vt_fb, t_fb),
+                            ("reshape+transpose (grad)", lambda: xv.reshape(4, 16, 4, 8).transpose(1, 2),
+                             lambda: txv.reshape(4, 16, 4, 8).transpose(1, 2))]:
         a = _time(f_vt, iters, vsync)
         b = _time(f_t, iters, tsync)
         rows.append((dev, name, a * 1e6, b * 1e6, a / b))

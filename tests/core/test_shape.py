@@ -366,3 +366,30 @@ def test_backward_params_match_signature_bind():
     for args, kwargs in [(("t", 0), {"dim0": 1}), (("t", 0, 1), {"bogus": 1}), (("t",), {"dim0": 1})]:
         with pytest.raises(TypeError):
             shape_util.params(SimpleNamespace(args=args, kwargs=kwargs), get_op("transpose"))
+
+
+def test_view_methods_take_library_overrides_and_record_like_dispatch():
+    # Tensor methods reach view ops through dispatcher.call_view, which skips the general path's
+    # bookkeeping: kernels, backward formulas and Autograd kernels registered by a library still apply
+    from vibetensor.library import Library
+    x = vt.randn(3, 4, requires_grad=True)
+    y = x.transpose(0, 1)
+    assert y.grad_fn.name() == "TransposeBackward" and y._base is x and y._vc is x._vc
+    y.reshape(12).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((3, 4)))
+    with Library("vt", "IMPL") as lib:
+        lib.impl("view", lambda a, shape: a.reshape(shape) * 0 + 5, dispatch_key="CPU")
+        assert (x.detach().view(12).numpy() == 5).all()
+    seen = []
+    with Library("vt", "IMPL") as lib:
+        lib.impl("transpose", lambda a, d0, d1: seen.append((d0, d1)) or vt.ops.vt.permute(a, (1, 0)),
+                 dispatch_key="Autograd")
+        x.transpose(1, 0)
+        assert seen == [(1, 0)]
+    with Library("vt", "IMPL") as lib:
+        lib.impl_backward("permute", lambda ctx, g: g.permute(1, 0) * 3)
+        x.grad = None
+        x.permute(1, 0).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), np.full((3, 4), 3.0))
+    with vt.no_grad():
+        assert x.unsqueeze(0).grad_fn is None and not x.unsqueeze(0).requires_grad

@@ -36,13 +36,16 @@ class RemovableHandle:
 class TensorMeta:
     """What backward may need of an unsaved input: its shape, dtype, device."""
 
-    __slots__ = ("shape", "dtype", "device", "ndim")
+    __slots__ = ("shape", "dtype", "device")
 
     def __init__(self, t):
-        self.shape = tuple(t._data.shape)
+        self.shape = t._data.shape  # numpy and CuPy both give a tuple
         self.dtype = t._dtype
         self.device = t._device
-        self.ndim = len(self.shape)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
 
     def __repr__(self):
         return f"TensorMeta(shape={self.shape}, dtype={self.dtype.name}, device={self.device})"
@@ -52,8 +55,11 @@ class Ctx:
     """Backward context: ``args`` (tensors replaced by saved aliases or TensorMeta), ``kwargs``,
     ``saved`` (the saved tensors, in arg order, then ``out`` if the op saves its output)."""
 
-    __slots__ = ("args", "kwargs", "_saved", "_versions", "out", "needs_input_grad", "freed", "op_name", "kept",
-                 "__dict__")
+    __slots__ = ("args", "kwargs", "_saved", "_versions", "needs_input_grad", "op_name", "__dict__")
+    # rarely set (a node is made per op call: every attribute set costs): set in the instance when they differ
+    freed = False
+    out = None
+    kept = None
 
     @property
     def saved(self):
@@ -211,14 +217,11 @@ def attach(op, args, kwargs, tensors, out, kept=None):
     kernel's ``dispatcher.Keep`` (arrays saved in place of arguments, and ``ctx.kept``)."""
     ctx = Ctx()
     ctx.op_name = op.name
-    ctx.freed = False
     ctx.kwargs = kwargs
     repl = None
     if kept is not None:
         repl = kept.saved
         ctx.kept = kept.extra
-    else:
-        ctx.kept = None
     needs, edges = [], []  # one pass over the inputs: what each needs, where its gradient goes
     for t in tensors:
         if t.requires_grad:
@@ -270,7 +273,6 @@ def attach(op, args, kwargs, tensors, out, kept=None):
             new_args.append(a)
     ctx.args = tuple(new_args)
     outs = out if isinstance(out, (tuple, list)) else (out,)
-    ctx.out = None
     if op.save_out or (kept is not None and kept.save_out):
         o = outs[0]
         s = _alias(o)
@@ -290,7 +292,29 @@ def attach(op, args, kwargs, tensors, out, kept=None):
     return out
 
 
+def attach_view(op, t, args, out):
+    """``attach`` for a view op of one tensor that saves nothing (``dispatcher.call_view``): the same
+    node, built without the general argument walk."""
+    if op.save or op.save_out:
+        return attach(op, (t,) + args, {}, [t], out)
+    ctx = Ctx()
+    ctx.op_name = op.name
+    ctx.kwargs = {}
+    ctx.needs_input_grad = (True,)
+    ctx.args = (TensorMeta(t),) + args
+    ctx._saved = ()
+    ctx._versions = ()
+    gf = t.grad_fn
+    node = Node(op, ctx, [(gf, t._output_nr) if gf is not None else (_accumulate_node(t), 0)], 1)
+    if out._dtype.is_floating_point:
+        out.requires_grad = True
+        out.grad_fn = node
+        out._output_nr = 0
+    return out
+
+
 _disp._autograd_record = record
+_disp._autograd_attach_view = attach_view
 
 
 # ---------------------------------------------------------------------------------------------

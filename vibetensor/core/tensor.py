@@ -16,6 +16,7 @@ from .device import device as _as_device
 from ..errors import AutogradError
 
 V = _disp.ops.vt  # every op, looked up at call time
+_call_view = _disp.call_view
 _FROM_NP = _dt._FROM_NP
 
 
@@ -419,16 +420,19 @@ class Tensor:
     def view(self, *shape):
         if len(shape) == 1 and (isinstance(shape[0], _dt.dtype) or type(shape[0]).__name__ == "dtype"):
             raise NotImplementedError("Tensor.view(dtype) (bit reinterpretation) is not supported; use .to(dtype)")
-        return V.view(self, _shape_arg(shape))
+        return _call_view(V.view, self, (_shape_arg(shape),))
 
+    # view ops go through dispatcher.call_view: a model step makes hundreds of them
     def reshape(self, *shape): return V.reshape(self, _shape_arg(shape))
-    def permute(self, *dims): return V.permute(self, _shape_arg(dims))
-    def expand(self, *shape): return V.expand(self, _shape_arg(shape))
+    def permute(self, *dims): return _call_view(V.permute, self, (_shape_arg(dims),))
+    def expand(self, *shape): return _call_view(V.expand, self, (_shape_arg(shape),))
+    def transpose(self, dim0, dim1): return _call_view(V.transpose, self, (dim0, dim1))
+    def unsqueeze(self, dim): return _call_view(V.unsqueeze, self, (dim,))
     def repeat(self, *sizes): return V.repeat(self, _shape_arg(sizes))
     def tile(self, *sizes): return V.tile(self, _shape_arg(sizes))
-    def view_as(self, other): return V.view(self, tuple(other.shape))
+    def view_as(self, other): return _call_view(V.view, self, (tuple(other.shape),))
     def reshape_as(self, other): return V.reshape(self, tuple(other.shape))
-    def expand_as(self, other): return V.expand(self, tuple(other.shape))
+    def expand_as(self, other): return _call_view(V.expand, self, (tuple(other.shape),))
     def new_zeros(self, *shape, dtype=None, device=None):
         from . import factories as F
         return F.zeros(_shape_arg(shape), dtype=dtype or self._dtype, device=device or self._device)
@@ -447,11 +451,11 @@ class Tensor:
 
     @property
     def T(self):
-        return V.permute(self, tuple(range(self.ndim - 1, -1, -1)))
+        return _call_view(V.permute, self, (tuple(range(self.ndim - 1, -1, -1)),))
 
     @property
     def mT(self):
-        return V.transpose(self, -2, -1)
+        return _call_view(V.transpose, self, (-2, -1))
 
     def clone(self, memory_format=None):
         return V.clone(self)
@@ -487,7 +491,7 @@ bitwise_and bitwise_or bitwise_xor bitwise_not nan_to_num erf divide isposinf is
 sum mean prod max min amax amin argmax argmin var std norm logsumexp cumsum cumprod all any count_nonzero
 matmul mm bmm dot mv outer
 softmax log_softmax
-transpose t flatten unflatten squeeze unsqueeze narrow split chunk unbind movedim swapaxes flip roll
+t flatten unflatten squeeze narrow split chunk unbind movedim swapaxes flip roll
 gather scatter scatter_add index_select masked_fill masked_select tril triu topk sort argsort diagonal
 index_add index_fill take nonzero unique
 swapdims moveaxis tensor_split index_put argwhere fliplr flipud

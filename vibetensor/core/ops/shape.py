@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dispatcher import defop
+from ..dispatcher import call_view, defop
 from ._util import V, wrap_dim, wrap_dims, xp_of
 from .shape_util import defop_sig, params
 from ...errors import ShapeError
@@ -68,8 +68,8 @@ def reshape(a, shape):
     """A view when the strides allow one (as ``view``), else a contiguous copy (own version counter)."""
     shape = _infer_shape("reshape", tuple(shape), a.numel())
     if a._is_sharded or a._data.flags.c_contiguous or _try_view(a._data, shape) is not None:
-        return V.view(a, shape)
-    return V.view(V.contiguous(a), shape)
+        return call_view(view, a, (shape,))
+    return call_view(view, V.contiguous(a), (shape,))
 
 
 @defop("expand", view=True)
@@ -113,7 +113,7 @@ def _(ctx, g):
     inv = [0] * len(dims)
     for i, d in enumerate(dims):
         inv[d] = i
-    return V.permute(g, tuple(inv))
+    return call_view(permute, g, (tuple(inv),))
 
 
 @defop("unsqueeze", view=True)
@@ -155,7 +155,7 @@ def transpose(a, dim0, dim1):
 @transpose.def_backward
 def _(ctx, g):
     p = params(ctx, transpose)
-    return V.transpose(g, p["dim0"], p["dim1"])
+    return call_view(transpose, g, (p["dim0"], p["dim1"]))
 
 
 @defop("swapaxes", composite=True)
@@ -173,7 +173,7 @@ def t(a):
     if a.ndim > 2:
         raise ShapeError(f"t(): expects a tensor with <= 2 dimensions, but got a {a.ndim}-d tensor of shape "
                          f"{tuple(a.shape)}; use .transpose(dim0, dim1) or .mT")
-    return V.transpose(a, 0, 1) if a.ndim == 2 else V.view(a, tuple(a.shape))
+    return call_view(transpose, a, (0, 1)) if a.ndim == 2 else call_view(view, a, (tuple(a.shape),))
 
 
 def _dims_arg(opname, d, ndim):
