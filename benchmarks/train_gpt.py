@@ -4,6 +4,10 @@ one process. Prints ms/step, tokens/s, peak memory and vt/PyTorch ratios, and th
 steps on both sides.
 
     python benchmarks/train_gpt.py [--configs reverse,medium,gpt2-small] [--steps 50] [--modes fp32,bf16,graph]
+                                   [--compile]
+
+``--compile`` adds, for information, PyTorch with ``torch.compile(model)`` (default mode; compile time
+is spent in the warm-up steps and not counted) next to each eager mode.
 """
 from __future__ import annotations
 
@@ -77,20 +81,24 @@ def run_vt(cfg, batches, steps, mode, state=None):
     return dt, vt.cuda.max_memory_allocated(), float(loss.item())
 
 
-def run_torch(cfg, batches, steps, mode, vt_state):
+def run_torch(cfg, batches, steps, mode, vt_state, compiled=False, device="cuda"):
     import torch
     from reference.gpt_torch import GPT as TGPT, load_from_vt
     dim, layers, heads, batch, seq, vocab = cfg
     m = TGPT(vocab, seq, dim, layers, heads)
     load_from_vt(m, vt_state)
-    m = m.cuda()
+    m = m.to(device)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-4)
-    xs = [torch.from_numpy(b[:, :-1]).cuda() for b in batches]
-    ys = [torch.from_numpy(b[:, 1:]).cuda() for b in batches]
+    if compiled:
+        m = torch.compile(m)  # after the optimizer took the parameters: compile wraps, it does not copy
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    xs = [torch.from_numpy(b[:, :-1]).to(device) for b in batches]
+    ys = [torch.from_numpy(b[:, 1:]).to(device) for b in batches]
     amp = torch.bfloat16 if mode in ("bf16", "graph-bf16") else None
 
     def step(x, y):
-        with torch.autocast("cuda", dtype=amp, enabled=amp is not None):
+        with torch.autocast(device, dtype=amp, enabled=amp is not None):
             logits = m(x)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -100,14 +108,15 @@ def run_torch(cfg, batches, steps, mode, vt_state):
 
     for i in range(3):
         step(xs[i % len(xs)], ys[i % len(ys)])
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for i in range(steps):
         loss = step(xs[i % len(xs)], ys[i % len(ys)])
-    torch.cuda.synchronize()
+    sync()
     dt = (time.perf_counter() - t0) / steps
-    return dt, torch.cuda.max_memory_allocated(), float(loss.item())
+    return dt, (torch.cuda.max_memory_allocated() if cuda else 0), float(loss.item())
 
 
 def main():
@@ -115,6 +124,7 @@ def main():
     ap.add_argument("--configs", default="reverse,medium,gpt2-small")
     ap.add_argument("--modes", default="fp32,bf16,graph")
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(model), for information")
     args = ap.parse_args()
     if not vt.cuda.is_available():
         raise SystemExit("train_gpt.py needs a CUDA GPU")
@@ -125,7 +135,7 @@ def main():
     print(f"GPU: {vt.cuda.get_device_name(0)}; torch {torch.__version__}")
     hdr = f"{'config':11} {'mode':10} {'vt ms':>8} {'torch ms':>9} {'ratio':>6} {'vt tok/s':>10} " \
           f"{'vt MiB':>8} {'torch MiB':>9} {'mem ratio':>9} {'vt loss':>9} {'torch loss':>10} {'rel diff':>9}"
-    rows = []
+    rows, compiled = [], []
     for name in args.configs.split(","):
         cfg = CONFIGS[name]
         batches = data(cfg, args.steps)
@@ -146,8 +156,19 @@ def main():
             r = rows[-1]
             print(f"{r[0]:11} {r[1]:10} {r[2]:8.2f} {r[3]:9.2f} {r[4]:6.2f} {r[5]:10.0f} {r[6]:8.0f} {r[7]:9.0f} "
                   f"{r[8]:9.2f} {r[9]:9.4f} {r[10]:10.4f} {r[11]:9.1e}", flush=True)
+            if args.compile and not mode.startswith("graph"):
+                try:
+                    c_dt, _, c_loss = run_torch(cfg, batches, args.steps, tmode, init, compiled=True)
+                    compiled.append((name, mode, v_dt * 1e3, c_dt * 1e3, v_dt / c_dt, c_loss))
+                except Exception as e:  # information only: a compile failure must not end the run
+                    print(f"{name} {mode}: torch.compile failed: {type(e).__name__}: {e}")
             vt.cuda.empty_cache()
             torch.cuda.empty_cache()
+    if compiled:
+        print(f"\ntorch.compile(model), for information:\n{'config':11} {'mode':10} {'vt ms':>8} "
+              f"{'compiled ms':>11} {'vt/compiled':>11} {'compiled loss':>13}")
+        for r in compiled:
+            print(f"{r[0]:11} {r[1]:10} {r[2]:8.2f} {r[3]:11.2f} {r[4]:11.2f} {r[5]:13.4f}")
 
 
 if __name__ == "__main__":
