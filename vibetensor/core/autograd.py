@@ -114,14 +114,9 @@ class Node:
         return h
 
     def apply(self, grads):
-        bw = self.op.backward_fn
+        """The backward formula on ``grads`` (the engine runs it with grad mode off)."""
         self.ctx.saved  # raises if freed (backward twice) or a saved tensor was modified in place
-        prev = _grad_state.enabled  # no_grad() without building a context object per node
-        _grad_state.enabled = False
-        try:
-            out = bw(self.ctx, *grads)
-        finally:
-            _grad_state.enabled = prev
+        out = self.op.backward_fn(self.ctx, *grads)
         if not isinstance(out, (tuple, list)):
             out = (out,)
         return out
@@ -192,8 +187,9 @@ def _edge(t):
     return (_accumulate_node(t), 0)
 
 
-def record(op, args, kwargs, tensors):
-    """Autograd key: compute below, then record a Node on the outputs."""
+def record(op, args, kwargs, tensors, sharded=True):
+    """Autograd key: compute below, then record a Node on the outputs. ``sharded=False``: the caller
+    saw no sharded input, so the backend runs directly."""
     if op.backward_fn is None:
         raise NotImplementedError(f"{op.qualname} has no backward formula; call it under vt.no_grad() or on "
                                   f"tensors that do not require grad")
@@ -202,7 +198,10 @@ def record(op, args, kwargs, tensors):
     st.enabled = False
     st.recording = op
     try:
-        out = _disp.dispatch_below_autograd(op, args, kwargs, tensors)
+        if sharded:
+            out = _disp.dispatch_below_autograd(op, args, kwargs, tensors)
+        else:
+            out = _disp.run_backend(op, args, kwargs, tensors)
     finally:
         st.enabled = prev
         st.recording = None
@@ -354,8 +353,18 @@ def run_engine(roots, grads, retain_graph, capture=None, accumulate=True):
     """Backpropagate ``grads`` from ``roots`` (list of (node, output_nr)).
 
     ``capture``: {(node, output_nr): None} filled with gradients flowing into those edges
-    (``autograd.grad``); with ``accumulate=False`` leaves are not written.
+    (``autograd.grad``); with ``accumulate=False`` leaves are not written. Formulas and hooks run with
+    grad mode off (as PyTorch's engine without create_graph), set once for the whole pass.
     """
+    prev = _grad_state.enabled
+    _grad_state.enabled = False
+    try:
+        _run(roots, grads, retain_graph, capture, accumulate)
+    finally:
+        _grad_state.enabled = prev
+
+
+def _run(roots, grads, retain_graph, capture, accumulate):
     buffers: dict = {}
     shared = None  # ids of gradients one node handed to several edges (see AccumulateGrad.accumulate)
     root_nodes = []

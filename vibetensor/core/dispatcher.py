@@ -232,7 +232,7 @@ def dispatch(op: OpDef, args, kwargs):
         k = op.kernels.get(Key.AUTOGRAD)
         if k is not None:
             return k(*args, **kwargs)
-        return _autograd_record(op, args, kwargs, tensors)
+        return _autograd_record(op, args, kwargs, tensors, sharded)
     if sharded:
         return dispatch_below_autograd(op, args, kwargs, tensors)
     return run_backend(op, args, kwargs, tensors)
