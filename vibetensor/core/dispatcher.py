@@ -208,26 +208,13 @@ def dispatch(op: OpDef, args, kwargs):
         op, args = _autocast_hook(op, args)
     if op.composite:
         return _composite(op, args, kwargs)
-    # _scan inlined, noting on the way whether any input needs the Autograd or the Sharded key
-    # (this function runs for every op call: one pass, no helper calls)
-    T = _Tensor
-    tensors = []
-    grad = sharded = False
-    for a in args:
-        if isinstance(a, T):
-            tensors.append(a)
-            if a.requires_grad:
-                grad = True
-            if a._is_sharded:
-                sharded = True
-        elif type(a) in _SEQ:
-            for b in a:
-                if isinstance(b, T):
-                    tensors.append(b)
-                    if b.requires_grad:
-                        grad = True
-                    if b._is_sharded:
-                        sharded = True
+    tensors = _scan(args)
+    grad = sharded = False  # whether any input needs the Autograd or the Sharded key
+    for t in tensors:
+        if t.requires_grad:
+            grad = True
+        if t._is_sharded:
+            sharded = True
     if grad and _grad_state.enabled and (op.backward_fn is not None or Key.AUTOGRAD in op.kernels):
         k = op.kernels.get(Key.AUTOGRAD)
         if k is not None:
