@@ -576,3 +576,21 @@ def test_erf_fallback_without_scipy_matches_math_erf():
     got = _erf_np(x.copy())
     ref = np.array([math.erf(v) for v in x])
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-16)
+
+
+@pytest.mark.parametrize("dt", [vt.float32, vt.float64, vt.bfloat16])
+def test_gelu_backward_reuses_forward_erf_bit_for_bit(dt):
+    # on numpy float32/float64 the forward hands its erf values to backward (dispatcher.Keep); the
+    # gradient must be the one a fresh gelu_backward computes, to the bit, and match float64
+    a = np.random.default_rng(3).standard_normal((7, 13)) * 3
+    x = vt.tensor(a, dtype=dt, requires_grad=True)
+    y = vt.gelu(x)
+    assert (y.grad_fn.ctx.kept is not None) == (dt is not vt.bfloat16)
+    g = vt.tensor(np.random.default_rng(4).standard_normal((7, 13)), dtype=dt)
+    y.backward(g)
+    fresh = vt.ops.vt.gelu_backward(g, x.detach())
+    np.testing.assert_array_equal(x.grad.float().numpy(), fresh.float().numpy())
+    xa = x.detach().double().numpy()
+    ref = g.double().numpy() * (0.5 * (1 + _erf(xa / math.sqrt(2))) + xa * np.exp(-xa ** 2 / 2) / math.sqrt(2 * math.pi))
+    tol = {vt.float32: 1e-5, vt.float64: 1e-12, vt.bfloat16: 2e-2}[dt]
+    np.testing.assert_allclose(x.grad.double().numpy(), ref, rtol=tol, atol=tol)

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from ..dispatcher import defop
+from ..dispatcher import Keep, defop
+from ..tensor import Tensor
 from ._util import V, xp_of
 from .elementwise_util import f32, zeros_for
 from ...errors import DTypeError
@@ -167,8 +168,21 @@ def _(ctx, g):
 
 
 @defop("gelu", save=(0,))
-@f32
 def gelu(a, approximate="none"):
+    if approximate == "none" and type(a) is np.ndarray and a.dtype in _F32_F64:
+        # numpy: the erf values go to backward (dispatcher.Keep), which would compute them again:
+        # erf is the dearest part of a CPU transformer step (scipy's is ~8 ns per element)
+        with np.errstate(all="ignore"):
+            e = erf_array(a * _SQRT1_2)
+            return Keep(a * 0.5 * (1 + e), extra=e)
+    return _gelu(a, approximate)
+
+
+_F32_F64 = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@f32
+def _gelu(a, approximate="none"):
     if a.dtype.kind not in "fV":
         raise DTypeError(f"gelu: expected a floating-point tensor, got {a.dtype}; convert it with .float() first")
     if approximate == "none":
@@ -182,18 +196,23 @@ def gelu(a, approximate="none"):
 def _(ctx, g):
     a = ctx.args[0]
     approx = ctx.kwargs.get("approximate", ctx.args[1] if len(ctx.args) > 1 else "none")
+    if ctx.kept is not None:  # the forward's erf values (numpy float32/float64 only)
+        return V.gelu_backward(g, a, approx, Tensor._make(ctx.kept, a._device))
     return V.gelu_backward(g, a, approx)
 
 
 @defop("gelu_backward")
 @f32
-def gelu_backward(g, a, approximate="none"):
-    """grad_input of gelu: one op, so CUDA runs it as one fused kernel (vibetensor.cuda.fused)."""
+def gelu_backward(g, a, approximate="none", erf=None):
+    """grad_input of gelu: one op, so CUDA runs it as one fused kernel (vibetensor.cuda.fused).
+    ``erf``: erf(a / sqrt(2)) as the forward computed it (CPU), else computed here."""
     xp = _x(a)
     if approximate == "tanh":
         t = xp.tanh(_K_TANH * (a + 0.044715 * a * a * a))
         return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * _K_TANH * (1 + 3 * 0.044715 * a * a))
-    return g * (0.5 * (1 + erf_array(a * _SQRT1_2)) + a * xp.exp(a * a * -0.5) * _INV_SQRT_2PI)
+    if erf is None:
+        erf = erf_array(a * _SQRT1_2)
+    return g * (0.5 * (1 + erf) + a * xp.exp(a * a * -0.5) * _INV_SQRT_2PI)
 
 
 @defop("silu", save=(0,))
