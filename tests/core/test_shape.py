@@ -393,3 +393,24 @@ def test_view_methods_take_library_overrides_and_record_like_dispatch():
         np.testing.assert_array_equal(x.grad.numpy(), np.full((3, 4), 3.0))
     with vt.no_grad():
         assert x.unsqueeze(0).grad_fn is None and not x.unsqueeze(0).requires_grad
+
+
+def test_view_methods_under_autocast_keep_the_fast_path_and_its_results():
+    from vibetensor.core import dispatcher as D
+    calls = []
+    orig = D.dispatch
+    D.dispatch = lambda op, args, kwargs: calls.append(op.name) or orig(op, args, kwargs)
+    try:
+        x = vt.randn(2, 3, 4, requires_grad=True)
+        w = vt.randn(4, 5, requires_grad=True)
+        with vt.autocast("cpu", dtype=vt.bfloat16):
+            y = x.transpose(0, 1).unsqueeze(0).view(3, 2, 4)
+            z = y @ w  # autocast still acts on the ops it lists
+        assert y.dtype is vt.float32 and y.grad_fn.name() == "ViewBackward"
+        assert not {"transpose", "unsqueeze", "view"} & set(calls) and "matmul" in calls
+        assert z.dtype is vt.bfloat16
+        z.float().sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(w.detach().numpy().sum(1), (2, 3, 4)),
+                                   rtol=2e-2, atol=2e-2)
+    finally:
+        D.dispatch = orig

@@ -229,10 +229,15 @@ def call_view(op, t, args):
     """``dispatch(op, (t, *args), {})`` for a view op (``op.view``) of one tensor and plain arguments,
     without the general path's bookkeeping: the same kernel and the same autograd node, about a third
     of the host time (a training step makes hundreds of reshapes and transposes). Tensor methods and
-    backward formulas call it; anything unusual (autocast, sharding, an Autograd kernel, a tensor among
-    the arguments) takes the general path."""
-    if _autocast_hook is not None or t._is_sharded or Key.AUTOGRAD in op.kernels:
+    backward formulas call it; anything unusual (an autocast rule for the op, sharding, an Autograd
+    kernel, a tensor among the arguments) takes the general path."""
+    if t._is_sharded or Key.AUTOGRAD in op.kernels:
         return dispatch(op, (t,) + args, {})
+    if _autocast_hook is not None:  # autocast regions cover whole forwards: ask whether it acts here
+        full = (t,) + args
+        op2, full2 = _autocast_hook(op, full)
+        if op2 is not op or full2 is not full:
+            return dispatch(op, full, {})
     T = _Tensor
     for a in args:
         if isinstance(a, T):
