@@ -594,3 +594,35 @@ def test_gelu_backward_reuses_forward_erf_bit_for_bit(dt):
     ref = g.double().numpy() * (0.5 * (1 + _erf(xa / math.sqrt(2))) + xa * np.exp(-xa ** 2 / 2) / math.sqrt(2 * math.pi))
     tol = {vt.float32: 1e-5, vt.float64: 1e-12, vt.bfloat16: 2e-2}[dt]
     np.testing.assert_allclose(x.grad.double().numpy(), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dt", [vt.float32, vt.float64])
+def test_operator_fast_path_matches_dispatch(dt):
+    # a + b, a * b, a @ b on CPU float tensors that record nothing skip the general dispatcher
+    # (dispatcher.call_binary): results, dtypes, errors and library overrides must be the dispatcher's
+    from vibetensor.library import Library
+    rng = np.random.default_rng(5)
+    V = vt.ops.vt
+    cases = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((), ()), ((2, 3, 4), (4,))]
+    for sa, sb in cases:
+        a = vt.tensor(rng.standard_normal(sa), dtype=dt)
+        b = vt.tensor(rng.standard_normal(sb), dtype=dt)
+        for fast, ref, npf in ((a + b, V.add(a, b), np.add), (a * b, V.mul(a, b), np.multiply)):
+            assert fast.dtype is ref.dtype is dt and fast.shape == ref.shape
+            np.testing.assert_array_equal(fast.numpy(), ref.numpy())
+            np.testing.assert_array_equal(fast.numpy(), npf(a.numpy(), b.numpy()))
+    m = vt.tensor(rng.standard_normal((5, 3)), dtype=dt).t()  # non-contiguous
+    n = vt.tensor(rng.standard_normal((5, 2)), dtype=dt)
+    np.testing.assert_array_equal((m @ n).numpy(), V.matmul(m, n).numpy())
+    with pytest.raises(vt.ShapeError, match=r"\(3, 4\).*\(5,\)"):
+        vt.ones(3, 4, dtype=dt) + vt.ones(5, dtype=dt)
+    with pytest.raises(vt.ShapeError):
+        vt.ones(3, 4, dtype=dt) @ vt.ones(3, 4, dtype=dt)
+    with Library("vt", "IMPL") as lib:
+        lib.impl("mul", lambda x, y: x * 0 + 7, dispatch_key="CPU")
+        assert (vt.ones(2, dtype=dt) * vt.ones(2, dtype=dt)).numpy().tolist() == [7, 7]
+    x = vt.ones(2, dtype=dt, requires_grad=True)
+    y = x * vt.ones(2, dtype=dt)  # records: the general path
+    assert y.grad_fn is not None
+    with vt.no_grad():
+        assert (x * x).grad_fn is None and not (x * x).requires_grad

@@ -256,6 +256,21 @@ def call_view(op, t, args):
     return out
 
 
+def call_binary(op, a, b):
+    """``dispatch(op, (a, b), {})`` for a Tensor operator (``a + b``, ``a * b``, ``a @ b``; ``op`` neither
+    composite nor raw) on two CPU float32/float64 tensors of one dtype that record nothing: the op's CPU
+    kernel on the two arrays, without the general path's scans. Evaluation loops, metrics and optimizer
+    math make many such calls. Anything else (grad, autocast, other dtypes or devices, sharding, a
+    Python scalar) goes through ``dispatch``."""
+    if (not (_grad_state.enabled and (a.requires_grad or getattr(b, "requires_grad", False)))
+            and isinstance(b, _Tensor) and _autocast_hook is None and a._device is b._device
+            and a._dtype is b._dtype and (a._dtype is _dt.float32 or a._dtype is _dt.float64)
+            and a._device.type == "cpu" and not (a._is_sharded or b._is_sharded)):
+        out = op.kernels[Key.CPU](a._data, b._data)
+        return _Tensor._make(out.out if type(out) is Keep else out, a._device)
+    return dispatch(op, (a, b), {})
+
+
 def _composite(op, args, kwargs):
     cuda_fused = op.kernels.get(Key.CUDA)
     if cuda_fused is not None and cuda_fused is not op.kernels.get(Key.CPU):

@@ -17,6 +17,7 @@ from ..errors import AutogradError
 
 V = _disp.ops.vt  # every op, looked up at call time
 _call_view = _disp.call_view
+_call_binary = _disp.call_binary
 _FROM_NP = _dt._FROM_NP
 
 
@@ -371,11 +372,11 @@ class Tensor:
     __str__ = __repr__
 
     # ------------------------------------------------------------------ operators
-    def __add__(self, o): return V.add(self, o)
+    def __add__(self, o): return _call_binary(V.add, self, o)
     def __radd__(self, o): return V.add(o, self)
     def __sub__(self, o): return V.sub(self, o)
     def __rsub__(self, o): return V.sub(o, self)
-    def __mul__(self, o): return V.mul(self, o)
+    def __mul__(self, o): return _call_binary(V.mul, self, o)
     def __rmul__(self, o): return V.mul(o, self)
     def __truediv__(self, o): return V.div(self, o)
     def __rtruediv__(self, o): return V.div(o, self)
@@ -385,7 +386,7 @@ class Tensor:
     def __rmod__(self, o): return V.remainder(o, self)
     def __pow__(self, o): return V.pow(self, o)
     def __rpow__(self, o): return V.pow(o, self)
-    def __matmul__(self, o): return V.matmul(self, o)
+    def __matmul__(self, o): return _call_binary(V.matmul, self, o)
     def __rmatmul__(self, o): return V.matmul(o, self)
     def __neg__(self): return V.neg(self)
     def __pos__(self): return self
