@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from types import MappingProxyType
 
 from . import dispatcher as _disp
 from .grad_mode import no_grad, _state as _grad_state
@@ -216,7 +217,7 @@ def attach(op, args, kwargs, tensors, out, kept=None):
     kernel's ``dispatcher.Keep`` (arrays saved in place of arguments, and ``ctx.kept``)."""
     ctx = Ctx()
     ctx.op_name = op.name
-    ctx.kwargs = kwargs
+    ctx.kwargs = kwargs if kwargs else _NO_KWARGS
     repl = None
     if kept is not None:
         repl = kept.saved
@@ -230,7 +231,8 @@ def attach(op, args, kwargs, tensors, out, kept=None):
         else:
             needs.append(False)
             edges.append(None)
-    ctx.needs_input_grad = tuple(needs)
+    needs = tuple(needs)
+    ctx.needs_input_grad = _NEEDS.get(needs, needs)  # shared tuples: fewer objects for the collector
     saved, versions = [], []
     save = op.save
     T = _disp._Tensor
@@ -271,24 +273,36 @@ def attach(op, args, kwargs, tensors, out, kept=None):
         else:
             new_args.append(a)
     ctx.args = tuple(new_args)
-    outs = out if isinstance(out, (tuple, list)) else (out,)
+    single = not isinstance(out, (tuple, list))  # the common case: one output
     if op.save_out or (kept is not None and kept.save_out):
-        o = outs[0]
+        o = out if single else out[0]
         s = _alias(o)
         ctx.out = s
         saved.append(s)
         versions.append((s, o._vc.v))
-    ctx._saved = tuple(saved)
-    ctx._versions = versions
-    if len(outs) > 1:
-        ctx.out_metas = [TensorMeta(o) if isinstance(o, T) else None for o in outs]
-    node = Node(op, ctx, edges, len(outs))
-    for i, o in enumerate(outs):
+    ctx._saved = tuple(saved) if saved else ()
+    ctx._versions = versions if versions else ()
+    if single:
+        node = Node(op, ctx, edges, 1)
+        if isinstance(out, T) and out._dtype.is_floating_point:
+            out.requires_grad = True
+            out.grad_fn = node
+            out._output_nr = 0
+        return out
+    if len(out) > 1:
+        ctx.out_metas = [TensorMeta(o) if isinstance(o, T) else None for o in out]
+    node = Node(op, ctx, edges, len(out))
+    for i, o in enumerate(out):
         if isinstance(o, T) and o._dtype.is_floating_point:
             o.requires_grad = True
             o.grad_fn = node
             o._output_nr = i
     return out
+
+
+_NO_KWARGS = MappingProxyType({})  # shared by nodes called without keyword arguments (read-only)
+_NEEDS = {t: t for t in ((True,), (False,), (True, True), (True, False), (False, True), (True, True, True),
+                         (True, True, False), (True, False, True), (True, False, False))}
 
 
 def attach_view(op, t, args, out):
@@ -298,7 +312,7 @@ def attach_view(op, t, args, out):
         return attach(op, (t,) + args, {}, [t], out)
     ctx = Ctx()
     ctx.op_name = op.name
-    ctx.kwargs = {}
+    ctx.kwargs = _NO_KWARGS
     ctx.needs_input_grad = (True,)
     ctx.args = (TensorMeta(t),) + args
     ctx._saved = ()
@@ -456,7 +470,7 @@ def _free(ctx):
     ctx._versions = ()
     ctx.out = None
     ctx.args = ()
-    ctx.kwargs = {}
+    ctx.kwargs = _NO_KWARGS
     ctx.kept = None
 
 
