@@ -58,13 +58,17 @@ class Ctx:
 
     __slots__ = ("args", "kwargs", "_saved", "_versions", "needs_input_grad", "op_name", "__dict__")
     # rarely set (a node is made per op call: every attribute set costs): set in the instance when they differ
-    freed = False
     out = None
     kept = None
 
     @property
+    def freed(self):
+        """Backward ran and dropped what this node saved (``_free`` sets ``_versions`` to None)."""
+        return self._versions is None
+
+    @property
     def saved(self):
-        if self.freed:
+        if self._versions is None:
             raise AutogradError(
                 f"Trying to backward through the graph a second time (or access saved tensors after they were "
                 f"freed) at {self.op_name}. Saved intermediate values are freed after .backward(); pass "
@@ -454,7 +458,7 @@ def _run(roots, grads, retain_graph, capture, accumulate):
             if d == 0 and m not in pushed:
                 pushed.add(m)
                 heapq.heappush(heap, (-m.seq, id(m), m))
-        if node.ctx.freed:
+        if node.ctx._versions is None:
             # a freed node cannot run again (its root raises "backward through the graph a second
             # time"): dropping its edges lets the rest of the graph die with the step instead of
             # living on behind a kept loss tensor, where Python's collector would traverse it
@@ -465,13 +469,14 @@ def _free(ctx):
     """Drop what a node saved once its backward ran (the graph may stay referenced, e.g. by a loss
     kept in a list: its activations must not). A freed node never runs again (``saved`` raises), so
     its arguments go too."""
-    ctx.freed = True
+    ctx._versions = None  # freed
     ctx._saved = ()
-    ctx._versions = ()
-    ctx.out = None
     ctx.args = ()
     ctx.kwargs = _NO_KWARGS
-    ctx.kept = None
+    if ctx.out is not None:  # set in the instance only by nodes that saved their output
+        ctx.out = None
+    if ctx.kept is not None:
+        ctx.kept = None
 
 
 def _fill_zeros(node, buf):

@@ -42,7 +42,6 @@ class Function:
         T = _disp._Tensor
         ctx = Ctx()
         ctx.op_name = cls.__name__
-        ctx.freed = False
         ctx._saved = ()
         ctx._versions = []
         ctx.out = None
