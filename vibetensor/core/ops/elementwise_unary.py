@@ -166,6 +166,8 @@ def _(ctx, g):
     return g * (ctx.out > 0)
 
 
+_F32_F64 = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 @defop("gelu", save=(0,))
 def gelu(a, approximate="none"):
@@ -176,9 +178,6 @@ def gelu(a, approximate="none"):
             e = erf_array(a * _SQRT1_2)
             return Keep(a * 0.5 * (1 + e), extra=e)
     return _gelu(a, approximate)
-
-
-_F32_F64 = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @f32
