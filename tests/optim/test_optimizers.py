@@ -254,7 +254,7 @@ def test_cpu_numpy_path_steps_a_model_and_skips_what_it_cannot_take():
 @pytest.mark.parametrize("wd", [0.0, 0.1])
 def test_fused_adamw_on_cuda_matches_per_tensor_path(wd):
     r = np.random.RandomState(0)
-    arrs = [r.randn(*s).astype(np.float32) for s in SHAPES + [(70000,)]]  # one spans two kernel chunks
+    arrs = [r.randn(*s).astype(np.float32) for s in SHAPES + [(70000,)]]  # one spans many kernel chunks
     runs = {}
     for fused in (True, False):
         ps = [nn.Parameter(vt.tensor(a, device="cuda")) for a in arrs]

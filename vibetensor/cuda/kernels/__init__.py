@@ -442,7 +442,9 @@ def col_sum(x):
 class AdamWMulti:
     """Pointer tables for a fixed list of float32 tensors, built once and reused every step."""
 
-    CHUNK = 65536
+    # elements per block: 65536 left a small model's step with one block per tensor and 256 dependent
+    # loads per thread (reverse: 0.24 ms of a 1.3 ms graph replay); 4096 gives many short blocks
+    CHUNK = 4096
 
     def __init__(self, params, grads, exp_avgs, exp_avg_sqs):
         cp = _be.cupy_module()

@@ -365,6 +365,7 @@ extern "C" __global__ void adamw_multi(const unsigned long long* P, const unsign
   float bc1 = 1.f - powf(b1, t), bc2 = 1.f - powf(b2, t);
   float* p = (float*)P[tid]; const float* g = (const float*)G[tid];
   float* m = (float*)M[tid]; float* v = (float*)V[tid];
+#pragma unroll 4
   for (long long i = start + threadIdx.x; i < end; i += blockDim.x) {
     float gi = g[i];
     float mi = b1 * m[i] + (1.f - b1) * gi;
