@@ -8,6 +8,8 @@ bfloat16 are computed in float32 and cast back (numpy has no half GEMM). Backwar
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..dispatcher import defop
 from ...errors import DTypeError, ShapeError
 from ..backend import matmul as _bmatmul
@@ -88,8 +90,16 @@ def _mm_bw(ctx, g):
     return V.matmul_backward(g, a, b, na, nb)
 
 
+_NP_F = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 @defop("matmul", save=(0, 1))
 def matmul(a, b):
+    if type(a) is np.ndarray and a.dtype in _NP_F and b.dtype is a.dtype and type(b) is np.ndarray:
+        try:  # the common CPU case: np.matmul's rules are torch.matmul's for one float dtype
+            return np.matmul(a, b)
+        except ValueError:
+            pass  # 0-d operands, mismatched shapes: the checks below say what is wrong
     _check_matmul("matmul", a, b)
     return _mm(a, b)
 
