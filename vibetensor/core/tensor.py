@@ -424,7 +424,7 @@ class Tensor:
         return _call_view(V.view, self, (_shape_arg(shape),))
 
     # view ops go through dispatcher.call_view: a model step makes hundreds of them
-    def reshape(self, *shape): return V.reshape(self, _shape_arg(shape))
+    # reshape: installed by core/ops/shape.py (a contiguous tensor's reshape goes straight to its view)
     def permute(self, *dims): return _call_view(V.permute, self, (_shape_arg(dims),))
     def expand(self, *shape): return _call_view(V.expand, self, (_shape_arg(shape),))
     def transpose(self, dim0, dim1): return _call_view(V.transpose, self, (dim0, dim1))
