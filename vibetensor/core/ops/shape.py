@@ -171,7 +171,10 @@ def transpose(a, dim0, dim1):
     if a.ndim == 0:
         wrap_dim("transpose", dim0, 0), wrap_dim("transpose", dim1, 0)
         return a.view()
-    return xp_of(a).swapaxes(a, wrap_dim("transpose", dim0, a.ndim), wrap_dim("transpose", dim1, a.ndim))
+    n = a.ndim
+    if -n <= dim0 < n and -n <= dim1 < n:
+        return a.swapaxes(dim0, dim1)  # the method: numpy's module function adds a Python wrapper per call
+    return a.swapaxes(wrap_dim("transpose", dim0, n), wrap_dim("transpose", dim1, n))
 
 
 @transpose.def_backward
