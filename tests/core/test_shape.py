@@ -321,6 +321,15 @@ def test_shape_op_errors():
         x.flip((0, -2))
     with pytest.raises(vt.ShapeError, match="identical"):
         x.diagonal(0, 1, -1)
+    for m in ("view", "reshape"):  # numpy would take any negative size as -1; torch refuses
+        with pytest.raises(vt.ShapeError, match=rf"{m}: invalid shape \(-2, 3\)"):
+            getattr(x, m)(-2, 3)
+        with pytest.raises(vt.ShapeError, match=rf"{m}: only one dimension can be -1"):
+            getattr(x, m)(-1, -1)
+        with pytest.raises(vt.ShapeError, match=rf"{m}: shape \(4, -1\) is invalid for input of size 6"):
+            getattr(x, m)(4, -1)
+    with pytest.raises(IndexError, match=r"transpose: dimension 2 out of range for a 2-d tensor"):
+        x.transpose(0, 2)
 
 
 def test_diagonal_is_writable_view():
