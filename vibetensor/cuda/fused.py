@@ -160,9 +160,12 @@ def _sc(q, scale):
 # by size: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode, FLASH_AUTO_MAX_SCORES_GRAPH
 # while a CUDA graph is captured. The eager limit was 2^24 while the materialized path cost ~2 ms of host
 # time per layer; with today's host path the medium GPT (2^24 scores per call) steps in 38.3 ms
-# materialized against 46.6 ms flash (sixth session, BENCHMARKS.md), so both limits are now 2^22.
+# materialized against 46.6 ms flash (sixth session, BENCHMARKS.md), so the eager limit is 2^22. Under
+# graph capture only device time counts, and cuBLAS won at both sizes measured: the reverse GPT's
+# graph replay (2^20 scores per call) takes 1.03 ms materialized against 1.19 ms flash, medium's (2^24)
+# 37.1 against 45.7 ms of device time (BENCHMARKS.md, sixth and eighth sessions): no float32 flash there.
 FLASH_AUTO_MAX_SCORES = 1 << 22
-FLASH_AUTO_MAX_SCORES_GRAPH = 1 << 22
+FLASH_AUTO_MAX_SCORES_GRAPH = 0
 
 
 def _flash(q, k, v):
