@@ -123,12 +123,22 @@ def _norm_shape(opname, x, normalized_shape, weight, bias):
     return tuple(range(x.ndim - k, x.ndim))
 
 
+def _mean_keep(x, axes):
+    """``x.mean(axis=axes, keepdims=True)``. On numpy this is the sum divided by the count, which is what
+    numpy's mean computes (bit-identical for float32/float64), without its Python-level wrapper: ~2 us
+    less per call, and a norm's forward and backward make six."""
+    if type(x) is np.ndarray:
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        return np.add.reduce(x, axis=axes, keepdims=True) / n
+    return x.mean(axis=axes, keepdims=True)
+
+
 def _ln_stats(xf, axes, eps):
     xp = xp_of(xf)
-    mean = xf.mean(axis=axes, keepdims=True)
-    xc = xf - mean
-    var = (xc * xc).mean(axis=axes, keepdims=True)
-    return xc, 1.0 / xp.sqrt(var + eps)
+    xc = xf - _mean_keep(xf, axes)
+    return xc, 1.0 / xp.sqrt(_mean_keep(xc * xc, axes) + eps)
 
 
 @positional
@@ -171,7 +181,7 @@ def layer_norm_backward(g, x, normalized_shape, weight=None, has_bias=False, eps
         gb = gf.sum(axis=lead).astype(weight.dtype if weight is not None else x.dtype, copy=False)
     if need_x:
         gh = gf * up(weight) if weight is not None else gf
-        gx = rstd * (gh - gh.mean(axis=axes, keepdims=True) - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+        gx = rstd * (gh - _mean_keep(gh, axes) - xhat * _mean_keep(gh * xhat, axes))
         gx = gx.astype(x.dtype, copy=False)
     return gx, gw, gb
 
@@ -191,7 +201,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
         return input.copy()
     xp = xp_of(input)
     xf = up(input)
-    rstd = 1.0 / xp.sqrt((xf * xf).mean(axis=axes, keepdims=True) + _rms_eps(input, eps))
+    rstd = 1.0 / xp.sqrt(_mean_keep(xf * xf, axes) + _rms_eps(input, eps))
     y = xf * rstd
     if weight is not None:
         y = y * up(weight)
@@ -213,12 +223,12 @@ def rms_norm_backward(g, x, normalized_shape, weight=None, eps=None, need_x=True
     k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
     axes = tuple(range(x.ndim - k, x.ndim))
     xf, gf = up(x), up(g)
-    rstd = 1.0 / xp.sqrt((xf * xf).mean(axis=axes, keepdims=True) + _rms_eps(x, eps))
+    rstd = 1.0 / xp.sqrt(_mean_keep(xf * xf, axes) + _rms_eps(x, eps))
     xhat = xf * rstd
     gx = gw = None
     if need_w and weight is not None:
         gw = (gf * xhat).sum(axis=tuple(range(x.ndim - k))).astype(weight.dtype, copy=False)
     if need_x:
         gh = gf * up(weight) if weight is not None else gf
-        gx = (rstd * (gh - xhat * (gh * xhat).mean(axis=axes, keepdims=True))).astype(x.dtype, copy=False)
+        gx = (rstd * (gh - xhat * _mean_keep(gh * xhat, axes))).astype(x.dtype, copy=False)
     return gx, gw
