@@ -2,7 +2,7 @@
 
 Times every outermost dispatched op (forward and the ops a backward formula calls) and every
 backward node, with perf_counter and no device sync (the step is host-bound, so host time is what
-is being spent). Usage: python scripts/host_by_op.py [--config medium|tiny] [--amp] [--steps 5] [--device cpu]
+is being spent). Usage: python scripts/host_by_op.py [--config medium|tiny] [--amp] [--steps 5] [--device cpu] [--cprofile 40]
 (tiny: medium's ops with negligible compute, for the framework's own overhead on the CPU). Ops that
 Tensor methods send through dispatcher.call_view (view ops) do not pass D.dispatch and are not listed.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import cProfile
 import gc
 import os
+import pstats
 import sys
 import time
 
@@ -31,6 +33,8 @@ def main():
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--cprofile", type=int, default=0, metavar="N",
+                    help="also print the N Python functions with the most own time over the steps (cProfile)")
     ap.add_argument("--gc", choices=("on", "freeze", "off"), default="on",
                     help="Python's cyclic collector during the timed steps")
     a = ap.parse_args()
@@ -130,6 +134,15 @@ def main():
         print(f"{'op':34s} {'calls':>6s} {'ms/step':>8s} {'us/call':>8s}")
         for name, (c, s) in sorted(tab.items(), key=lambda kv: -kv[1][1])[:30]:
             print(f"{name:34s} {c // n:6d} {s / n * 1e3:8.2f} {s / c * 1e6:8.1f}")
+    if a.cprofile:
+        pr = cProfile.Profile()
+        pr.enable()
+        for _ in range(n):
+            step()
+        sync()
+        pr.disable()
+        print(f"\ncProfile of {n} more steps (profiler overhead included), by own time:")
+        pstats.Stats(pr).sort_stats("tottime").print_stats(a.cprofile)
 
 
 if __name__ == "__main__":
