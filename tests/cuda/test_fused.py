@@ -89,16 +89,51 @@ def test_rms_norm():
              vt.float32, 2e-4, 2e-5, "rms_norm")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("smooth", [0.0, 0.1])
 @pytest.mark.parametrize("red", ["mean", "sum", "none"])
-def test_cross_entropy(smooth, red):
+def test_cross_entropy(smooth, red, dtype):
     C = 1003
     x = np.random.randn(37, C) * 2
     tgt = np.random.randint(0, C, size=37)
     tgt[[3, 9]] = -100
     t = vt.tensor(tgt, device="cuda")
-    _compare(lambda x: F.cross_entropy(x, t, reduction=red, label_smoothing=smooth), [x], vt.float32,
-             2e-4, 2e-5, "cross_entropy")
+    kept = _fused().FUSED_CALLS["cross_entropy_backward_kept"]
+    _compare(lambda x: F.cross_entropy(x, t, reduction=red, label_smoothing=smooth), [x], dtype,
+             *TOL[dtype], "cross_entropy", exact_inputs=dtype is not vt.float32)
+    # the backward reused the forward's row log-sum-exp and target count instead of a second pass
+    assert _fused().FUSED_CALLS["cross_entropy_backward_kept"] == kept + 1
+
+
+@pytest.mark.parametrize("red", ["mean", "sum", "none"])
+def test_cross_entropy_backward_without_kept_stats(red):
+    """The backward op called on its own (no forward stats) computes them again: same gradient."""
+    x = vt.tensor(np.random.randn(9, 130), dtype=vt.float32, device="cuda", requires_grad=True)
+    tgt = np.random.randint(0, 130, size=9)
+    tgt[4] = -100
+    t = vt.tensor(tgt, device="cuda")
+    loss = F.cross_entropy(x, t, reduction=red, label_smoothing=0.05)
+    g = vt.tensor(np.random.randn(*loss.shape), dtype=vt.float32, device="cuda")
+    loss.backward(g)
+    direct, _ = vt.ops.vt.cross_entropy_backward(g, x.detach(), t, None, -100, red, 0.05)
+    np.testing.assert_allclose(direct.cpu().numpy(), x.grad.cpu().numpy(), rtol=1e-6, atol=1e-7)
+    if red == "mean":  # and the mean divides by the rows whose target counts (8 of 9)
+        s, _ = vt.ops.vt.cross_entropy_backward(g * 8, x.detach(), t, None, -100, "sum", 0.05)
+        np.testing.assert_allclose(s.cpu().numpy(), x.grad.cpu().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_cross_entropy_bad_target_raised_after_fused_path():
+    f = _fused()
+    before = f.FUSED_CALLS["cross_entropy"]
+    x = vt.tensor(np.random.randn(5, 6), dtype=vt.float32, device="cuda")
+    loss = F.cross_entropy(x, vt.tensor([0, -100, 6, 2, 7], device="cuda"), ignore_index=-100)
+    assert f.FUSED_CALLS["cross_entropy"] == before + 1
+    with pytest.raises(IndexError, match="target 6 is out of bounds for 6 classes"):
+        loss.item()
+    # an ignored row whose ignore_index lies outside [0, C) is not an error; the process goes on
+    ok = F.cross_entropy(x, vt.tensor([0, 9, 1, 2, 3], device="cuda"), ignore_index=9)
+    ref = -np.log(np.exp(x.cpu().numpy()) / np.exp(x.cpu().numpy()).sum(1, keepdims=True))[[0, 2, 3, 4], [0, 1, 2, 3]]
+    np.testing.assert_allclose(ok.item(), ref.mean(), rtol=1e-5)
 
 
 @pytest.fixture(params=[True, False], ids=["flash", "materialized"])

@@ -103,36 +103,46 @@ def _xent_ok(input, target, weight, size_average, reduce, red):
             and input.shape[0] > 0)
 
 
+def _bad_target(target, C, ignore_index):
+    """The deferred error's message: finds the first offending target (a sync, on the error path only)."""
+    t = target.reshape(-1)
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    v = int(t[bad.nonzero()[0][0]].get())
+    return (f"cross_entropy: target {v} is out of bounds for {C} classes (valid 0..{C - 1}, or "
+            f"ignore_index={ignore_index})")
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     if _xent_ok(input, target, weight, size_average, reduce, reduction) and 0.0 <= label_smoothing <= 1.0:
-        import cupy as cp  # only reached with CuPy arrays
         from ..core import backend as _be
-        C = input.shape[1]
-        _be.check_index_range("cross_entropy", cp.where(target == ignore_index, 0, target), 0, C, lambda v: (
-            f"cross_entropy: target {v} is out of bounds for {C} classes (valid 0..{C - 1}, or "
-            f"ignore_index={ignore_index})"))
         FUSED_CALLS["cross_entropy"] += 1
-        loss, _ = K.xent_fwd(input, target, ignore_index, label_smoothing)
+        C = input.shape[1]
+        # two launches: the row kernel (loss and log-sum-exp per row), then one block that reduces, counts
+        # and range-checks the targets (raised at the next flush, as every deferred CUDA index check)
+        loss, stats = K.xent_fwd(input, target, ignore_index, label_smoothing)
+        out, bad = K.xent_reduce(loss, target, stats, C, ignore_index, reduction == "mean", input.dtype)
+        _be.defer_flag(bad, lambda: _bad_target(target, C, ignore_index))
         if reduction == "none":
-            return loss.astype(input.dtype, copy=False)
-        s = loss.sum()
-        if reduction == "mean":
-            s = s / (target != ignore_index).sum()
-        return s.astype(input.dtype, copy=False)
+            out = loss.astype(input.dtype, copy=False)
+        # under autograd the backward reuses the row log-sum-exp and the count (no second pass over the logits)
+        return _disp.Keep(out, extra=stats)
     return _generic("cross_entropy")(input, target, weight, size_average, ignore_index, reduce, reduction,
                                      label_smoothing)
 
 
 def cross_entropy_backward(g, x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           need_input=True, need_target=False):
+                           need_input=True, need_target=False, stats=None):
     if need_input and not need_target and _xent_ok(x, target, weight, None, None, reduction):
         FUSED_CALLS["cross_entropy_backward"] += 1
-        _, lse = K.xent_fwd(x, target, ignore_index, label_smoothing)
-        gf = g.astype(np.float32).reshape(-1)
-        if reduction == "mean":
-            gf = gf / (target != ignore_index).sum()
-        return K.xent_bwd(x, target, lse, gf, ignore_index, label_smoothing), None
+        mean = reduction == "mean"
+        if stats is None or stats.shape != (x.shape[0] + 1,):
+            loss, stats = K.xent_fwd(x, target, ignore_index, label_smoothing)
+            if mean:
+                K.xent_reduce(loss, target, stats, x.shape[1], ignore_index, True)
+        else:
+            FUSED_CALLS["cross_entropy_backward_kept"] += 1
+        return K.xent_bwd(x, target, stats, g, ignore_index, label_smoothing, mean), None
     return _generic("cross_entropy_backward")(g, x, target, weight, ignore_index, reduction, label_smoothing,
                                               need_input, need_target)
 

@@ -162,14 +162,18 @@ def _(ctx, g):
     red = _reduction("cross_entropy", a[3], a[5], a[6])
     _no_grad_for(ctx, "cross_entropy", {2: "weight"})
     nx, nt = needs(ctx, 0, 1)
-    gx, gt = V.cross_entropy_backward(g, x, t, w, a[4], red, a[7], nx, nt)
+    # a fused CUDA forward keeps its row log-sum-exp and target count (ctx.kept): no second pass over x
+    from ..tensor import Tensor
+    stats = None if ctx.kept is None else Tensor._make(ctx.kept, x._device)
+    gx, gt = V.cross_entropy_backward(g, x, t, w, a[4], red, a[7], nx, nt, stats)
     return pack(ctx, {0: gx, 1: gt})
 
 
 @defop("cross_entropy_backward")
 def cross_entropy_backward(g, x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                           need_input=True, need_target=False):
-    """(grad_input, grad_target) of cross_entropy; recomputes the log-softmax from ``x``."""
+                           need_input=True, need_target=False, stats=None):
+    """(grad_input, grad_target) of cross_entropy; recomputes the log-softmax from ``x`` (``stats``, the
+    fused CUDA forward's row log-sum-exp and count, serves the fused backward only)."""
     xp = xp_of(x)
     ls = label_smoothing
     cdim, C, xl, prob = _layout("cross_entropy", x, target, weight)

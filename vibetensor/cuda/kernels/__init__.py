@@ -24,7 +24,8 @@ _TYPES = {"float32": "float", "float16": "__half", "bfloat16": "__nv_bfloat16"} 
 _NAMES = []
 for _t in _TYPES.values():
     _NAMES += [f"ln_fwd<{_t}>", f"ln_bwd_dx<{_t}>", f"ln_bwd_dwb<{_t}>", f"rms_fwd<{_t}>", f"rms_bwd_dx<{_t}>",
-               f"softmax_fwd<{_t}, {_t}>", f"softmax_bwd<{_t}, {_t}, {_t}>", f"xent_fwd<{_t}>", f"xent_bwd<{_t}>",
+               f"softmax_fwd<{_t}, {_t}>", f"softmax_bwd<{_t}, {_t}, {_t}>", f"xent_fwd<{_t}>",
+               f"xent_reduce<{_t}>", f"xent_bwd<{_t}>",
                f"gelu_fwd<{_t}>", f"gelu_bwd<{_t}>", f"bias_add<{_t}>", f"col_sum<{_t}>"]
 for _t in ("__half", "__nv_bfloat16"):  # attention: float32 scores -> half probabilities, float32 dP
     _NAMES += [f"softmax_fwd<float, {_t}>", f"softmax_bwd<{_t}, float, {_t}>"]
@@ -350,21 +351,38 @@ def softmax_bwd(y, dy, scale=1.0):
 
 # ---------------------------------------------------------------- cross entropy
 def xent_fwd(x, target, ignore_index=-100, label_smoothing=0.0):
-    """x: (R, C) logits, target: (R,) int64 -> (per-row loss float32, lse float32)."""
+    """x: (R, C) logits, target: (R,) int64 -> (per-row loss float32 (R,), stats float32 (R + 1,)):
+    stats[:R] are the rows' log-sum-exp; stats[R] is written by ``xent_reduce``."""
     cp = _be.cupy_module()
     x = _c(x)
     R, C = x.shape
     tgt = _c(target.astype(cp.int64, copy=False))
     loss = cp.ndarray((R,), dtype=cp.float32)
-    lse = cp.ndarray((R,), dtype=cp.float32)
+    stats = cp.ndarray((R + 1,), dtype=cp.float32)
     if R:
         _fn("xent_fwd", x.dtype)((R,), (_threads(min(C, 1024)),),
-                                 (x, tgt, loss, lse, cp.int64(C), cp.int64(ignore_index), cp.float32(label_smoothing)))
-    return loss, lse
+                                 (x, tgt, loss, stats, cp.int64(C), cp.int64(ignore_index),
+                                  cp.float32(label_smoothing)))
+    return loss, stats
 
 
-def xent_bwd(x, target, lse, g, ignore_index=-100, label_smoothing=0.0):
-    """g: per-row upstream gradient (R,) float32, or a 1-element array applied to every row."""
+def xent_reduce(loss, target, stats, C, ignore_index=-100, mean=True, out_dtype=_F32):
+    """One block: -> (0-d sum or mean of ``loss`` in ``out_dtype``, 0-d bool "a counted target is outside
+    [0, C)"); stats[R] gets the count of rows whose target is not ignore_index."""
+    cp = _be.cupy_module()
+    R = loss.shape[0]
+    tgt = _c(target.astype(cp.int64, copy=False))
+    out = cp.ndarray((), dtype=out_dtype)
+    bad = cp.ndarray((), dtype=cp.bool_)
+    _fn("xent_reduce", out_dtype)((1,), (_threads(min(max(R, 1), 1024)),),
+                                  (loss, tgt, stats, out, bad, cp.int64(R), cp.int64(C), cp.int64(ignore_index),
+                                   cp.int32(mean)))
+    return out, bad
+
+
+def xent_bwd(x, target, stats, g, ignore_index=-100, label_smoothing=0.0, mean=False):
+    """g: per-row upstream gradient (R,), or a 1-element array applied to every row (divided by the count
+    in stats[R] when ``mean``); stats from ``xent_fwd`` (+ ``xent_reduce`` for ``mean``)."""
     cp = _be.cupy_module()
     x = _c(x)
     R, C = x.shape
@@ -372,9 +390,10 @@ def xent_bwd(x, target, lse, g, ignore_index=-100, label_smoothing=0.0):
     g = _c(g.astype(cp.float32, copy=False)).reshape(-1)
     dx = cp.ndarray(x.shape, x.dtype)
     if R:
+        mode = 2 if mean else (1 if g.size == 1 and R != 1 else 0)
         _fn("xent_bwd", x.dtype)((R,), (_threads(min(C, 1024)),),
-                                 (x, tgt, lse, g, dx, cp.int64(C), cp.int64(ignore_index), cp.float32(label_smoothing),
-                                  cp.int32(g.size == 1 and R != 1)))
+                                 (x, tgt, stats, g, dx, cp.int64(R), cp.int64(C), cp.int64(ignore_index),
+                                  cp.float32(label_smoothing), cp.int32(mode)))
     return dx
 
 

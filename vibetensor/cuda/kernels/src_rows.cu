@@ -308,9 +308,10 @@ __global__ void softmax_bwd_warp(const TY* y, const TD* dy, TO* dx, long long M,
 }
 
 // ---------------------------------------------------------------- cross entropy
-// loss[r] = (1-eps)(lse - x_t) + eps (lse - mean(x)); 0 where target == ignore; lse saved.
+// loss[r] = (1-eps)(lse - x_t) + eps (lse - mean(x)); 0 where target == ignore (or out of range: the
+// reduction flags it); stats[r] = lse, kept for the backward.
 template <typename T>
-__global__ void xent_fwd(const T* x, const long long* tgt, float* loss, float* lse, long long C,
+__global__ void xent_fwd(const T* x, const long long* tgt, float* loss, float* stats, long long C,
                          long long ignore, float smooth) {
   long long r = blockIdx.x;
   const T* xr = x + r * C;
@@ -324,22 +325,46 @@ __global__ void xent_fwd(const T* x, const long long* tgt, float* loss, float* l
   sx = block_sum(sx);
   if (threadIdx.x == 0) {
     float l = m + logf(s);
-    lse[r] = l;
+    stats[r] = l;
     if (t == ignore || t < 0 || t >= C) loss[r] = 0.f;
     else loss[r] = (1.f - smooth) * (l - ld(xr, t)) + smooth * (l - sx / (float)C);
   }
 }
 
-// dx = g[r] * (softmax - (1-eps) onehot - eps/C); rows with the ignore target get 0.
+// One block over the R per-row losses: out[0] = their sum (mean: over the rows whose target is not
+// ignore_index; 0/0 = nan when there are none, as PyTorch), stats[R] = that count (the backward's
+// divisor), bad[0] = some counted target lies outside [0, C) (raised at the next deferred-check flush).
+// One launch in place of CuPy's sum, count, division, cast and range check.
 template <typename T>
-__global__ void xent_bwd(const T* x, const long long* tgt, const float* lse, const float* g, T* dx,
-                         long long C, long long ignore, float smooth, int g_scalar) {
+__global__ void xent_reduce(const float* loss, const long long* tgt, float* stats, T* out, bool* bad,
+                            long long R, long long C, long long ignore, int mean) {
+  float s = 0.f, n = 0.f, b = 0.f;
+  for (long long r = threadIdx.x; r < R; r += blockDim.x) {
+    long long t = tgt[r];
+    s += loss[r];
+    if (t != ignore) { n += 1.f; if (t < 0 || t >= C) b = 1.f; }
+  }
+  s = block_sum(s);
+  n = block_sum(n);
+  b = block_max(b);
+  if (threadIdx.x == 0) {
+    stats[R] = n;
+    bad[0] = b > 0.f;
+    st(out, 0, mean ? s / n : s);
+  }
+}
+
+// dx = g_r * (softmax - (1-eps) onehot - eps/C); rows with the ignore target get 0. g_mode 0: g per row,
+// 1: g[0] for every row, 2: g[0] / stats[R] (reduction "mean", the count xent_reduce wrote).
+template <typename T>
+__global__ void xent_bwd(const T* x, const long long* tgt, const float* stats, const float* g, T* dx,
+                         long long R, long long C, long long ignore, float smooth, int g_mode) {
   long long r = blockIdx.x;
   const T* xr = x + r * C; T* dxr = dx + r * C;
   long long t = tgt[r];
-  float gr = g_scalar ? g[0] : g[r];
+  float gr = g_mode == 0 ? g[r] : (g_mode == 1 ? g[0] : g[0] / stats[R]);
   bool skip = (t == ignore);
-  float l = lse[r];
+  float l = stats[r];
   for (long long i = threadIdx.x; i < C; i += blockDim.x) {
     float v = skip ? 0.f : gr * (__expf(ld(xr, i) - l) - (i == t ? 1.f - smooth : 0.f) - smooth / (float)C);
     st(dxr, i, v);
