@@ -1,6 +1,6 @@
-"""Causal self-attention forward and forward+backward on one GPU: vibetensor's two paths (flash
-kernels on CUDA cores; materialized scores through cuBLAS + fused softmax) next to PyTorch's
-F.scaled_dot_product_attention, same shapes, same run. Times are CUDA-event device times per call
+"""Causal self-attention forward and forward+backward on one GPU: vibetensor's paths (flash kernels;
+materialized scores through cuBLAS + fused softmax, in causal row blocks where ``causal_blocks`` takes
+them, and as one full product) next to PyTorch's F.scaled_dot_product_attention, same shapes, same run. Times are CUDA-event device times per call
 (ms, median of --reps) and wall times including the host (which decide small problems).
 
     python benchmarks/attention.py [--reps 20]
@@ -43,33 +43,39 @@ def main():
     import torch
     import vibetensor as vt
     from vibetensor import _env
+    from vibetensor.cuda import causal_blocks
     F = vt.nn.functional
+    modes = (("on", causal_blocks.MIN_SCORES), ("off", causal_blocks.MIN_SCORES), ("off", 1 << 62))
     ev = lambda: vt.cuda.Event(enable_timing=True)  # noqa: E731
     tev = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
     print(f"GPU: {vt.cuda.get_device_name(0)}; torch {torch.__version__}; device ms / wall ms per call (median)")
-    print(f"{'shape':11} {'dtype':8} {'pass':8} {'vt flash':>15} {'vt material.':>15} {'torch sdpa':>15}")
+    print(f"{'shape':11} {'dtype':8} {'pass':8} {'vt flash':>15} {'vt material.':>15} {'one block':>15} "
+          f"{'torch sdpa':>15}")
     for name, (B, H, T, D) in SHAPES.items():
         for dt, tdt in ((vt.float32, torch.float32), (vt.bfloat16, torch.bfloat16)):
             rng = np.random.default_rng(0)
             arrs = [rng.standard_normal((B, H, T, D)).astype(np.float32) for _ in range(3)]
             g = rng.standard_normal((B, H, T, D)).astype(np.float32)
-            res = {}
-            for mode in ("on", "off"):
+            res = []
+            for mode, min_scores in modes:
                 _env._flags = dataclasses.replace(_env.flags(), flash_attention=mode)
+                causal_blocks.MIN_SCORES = min_scores
                 q, k, v = (vt.tensor(a, device="cuda", dtype=dt, requires_grad=True) for a in arrs)
                 gv = vt.tensor(g, device="cuda", dtype=dt)
                 fwd = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
                 fb = lambda: fwd().backward(gv)  # noqa: E731
-                res[mode] = (timed(fwd, args.reps, vt.cuda.synchronize, ev), timed(fb, args.reps, vt.cuda.synchronize, ev))
+                res.append((timed(fwd, args.reps, vt.cuda.synchronize, ev),
+                            timed(fb, args.reps, vt.cuda.synchronize, ev)))
             _env._flags = None
+            causal_blocks.MIN_SCORES = modes[0][1]
             tq, tk, tv = (torch.tensor(a, device="cuda", dtype=tdt, requires_grad=True) for a in arrs)
             tg = torch.tensor(g, device="cuda", dtype=tdt)
             tfwd = lambda: torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True)  # noqa: E731
             tfb = lambda: tfwd().backward(tg)  # noqa: E731
             tres = (timed(tfwd, args.reps, torch.cuda.synchronize, tev), timed(tfb, args.reps, torch.cuda.synchronize, tev))
             for i, pas in enumerate(("fwd", "fwd+bwd")):
-                cells = [f"{r[i][0]:6.3f} /{r[i][1]:6.3f}" for r in (res["on"], res["off"], tres)]
-                print(f"{name:11} {dt.name:8} {pas:8} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}", flush=True)
+                cells = [f"{r[i][0]:6.3f} /{r[i][1]:6.3f}" for r in res + [tres]]
+                print(f"{name:11} {dt.name:8} {pas:8} " + " ".join(f"{c:>15}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

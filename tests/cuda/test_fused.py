@@ -190,6 +190,54 @@ def test_attention_strided_heads(dtype, flash):
     _compare(fn, [x], dtype, *ATT_TOL[dtype], "sdpa_flash_backward" if flash else "sdpa_backward")
 
 
+@pytest.fixture
+def row_blocks(monkeypatch):
+    """The materialized path with causal row blocks at every size (vibetensor.cuda.causal_blocks)."""
+    import dataclasses
+    from vibetensor import _env
+    from vibetensor.cuda import causal_blocks
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="off"))
+    monkeypatch.setattr(causal_blocks, "MIN_SCORES", 0)
+    return causal_blocks
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 97, 24), (1, 2, 256, 64), (130, 16)], ids=["3-blocks", "4-blocks", "2d"])
+def test_attention_causal_row_blocks(shape, row_blocks):
+    """float32 causal attention in row blocks (keys [0, r1) per block; dK/dV added over the blocks)
+    against float64, forward and backward; ragged blocks (97 = 32 + 32 + 33 rows)."""
+    assert len(row_blocks.row_blocks(np.zeros(shape, np.float32), np.zeros(shape, np.float32), True)) == min(
+        4, shape[-2] // 32)
+    q, k, v = (np.random.randn(*shape) for _ in range(3))
+    f = _fused()
+    before = f.FUSED_CALLS["sdpa_causal_blocks"]
+    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), [q, k, v], vt.float32,
+             *ATT_TOL[vt.float32], "sdpa_causal_blocks_backward")
+    assert f.FUSED_CALLS["sdpa_causal_blocks"] > before
+
+
+def test_attention_causal_row_blocks_partial_grads_and_strided_heads(row_blocks, monkeypatch):
+    """Only some of q, k, v need a gradient; q, k, v are strided views of one qkv buffer: the same
+    values as the unblocked materialized path."""
+    B, T, H, D = 2, 130, 3, 32
+    x = np.random.randn(B, T, 3 * H * D).astype(np.float32)
+
+    def run(grad_of):
+        xt = vt.tensor(x, device="cuda")
+        q, k, v = (t.transpose(1, 2) for t in xt.view(B, T, 3, H, D).unbind(2))
+        q, k, v = (t.detach().requires_grad_(n in grad_of) for t, n in zip((q, k, v), "qkv"))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        (o * o).sum().backward()
+        return [o.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t, n in zip((q, k, v), "qkv") if n in grad_of]
+
+    for grad_of in ("q", "kv", "qv"):
+        blocked = run(grad_of)
+        monkeypatch.setattr(row_blocks, "MIN_SCORES", 1 << 62)
+        plain = run(grad_of)
+        monkeypatch.setattr(row_blocks, "MIN_SCORES", 0)
+        for a, b in zip(blocked, plain):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
 @pytest.mark.parametrize("dtype", [vt.float16, vt.bfloat16])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("D", [16, 32, 64])

@@ -179,10 +179,15 @@ def _types(a, c):
     return dt, ct, (_C32F_TF32 if (dt == _R32F and _mm.allow_tf32) else _C32F), _R32F, _one32, _zero32
 
 
-def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
+def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch, ldc=None, stride_c=None, accumulate=False):
+    """c = a @ b (c += a @ b with ``accumulate``); c is contiguous unless ``ldc``/``stride_c`` describe
+    it (row stride, batch stride in elements: a slice of a larger array)."""
     dt, ct, comp, scale, one, zero = _types(a, c)
-    if nbatch == 1 and blaslt.gemm(cp, a, b, c, la, lb, m, n, k, dt, ct, comp, scale, one, zero):
-        return
+    if ldc is None:
+        ldc, stride_c = n, m * n
+        if nbatch == 1 and not accumulate and blaslt.gemm(cp, a, b, c, la, lb, m, n, k, dt, ct, comp, scale,
+                                                          one, zero):
+            return
     h = _handle(cp)
     # column-major: C^T (n x m) = op(B^T) (n x k) @ op(A^T) (k x m)
     lib = _lib or _load()
@@ -192,9 +197,42 @@ def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch):
         _last_stream[h.value] = sp
     st = lib.cublasGemmStridedBatchedEx(
         h, lb[0], la[0], n, m, k, ctypes.byref(one),
-        b.data.ptr, dt, lb[1], sb, a.data.ptr, dt, la[1], sa, ctypes.byref(zero),
-        c.data.ptr, ct, n, m * n, nbatch, comp, _ALGO_DEFAULT)
+        b.data.ptr, dt, lb[1], sb, a.data.ptr, dt, la[1], sa, ctypes.byref(one if accumulate else zero),
+        c.data.ptr, ct, ldc, stride_c, nbatch, comp, _ALGO_DEFAULT)
     _check(st, "cublasGemmStridedBatchedEx")
+
+
+def matmul_into(a, b, c, accumulate=False):
+    """``c[...] = a @ b`` (``+=`` with ``accumulate``) written in place, for c a view with unit column
+    stride and one batch stride (e.g. a row block of a larger array: attention's causal chunks), a and b
+    of c's batch shape and dtype. The product is computed in the float32 accumulator and rounded once
+    into c (with ``accumulate``, once per call)."""
+    batch = c.shape[:-2]
+    m, n = c.shape[-2:]
+    k = a.shape[-1]
+    if not (supported(a, b) and a.dtype == c.dtype and a.shape[:-2] == b.shape[:-2] == batch
+            and a.shape[-2] == m and b.shape[-2:] == (k, n)):
+        raise ValueError(f"matmul_into: shapes {a.shape} @ {b.shape} -> {c.shape}, dtypes {a.dtype}, "
+                         f"{b.dtype} -> {c.dtype} do not match")
+    lc, la, lb = _mat_layout(c), _mat_layout(a), _mat_layout(b)
+    sc, sa, sb = _batch_stride(c, batch), _batch_stride(a, batch), _batch_stride(b, batch)
+    if lc is None or lc[0] != _OP_N or sc is None:
+        raise ValueError(f"matmul_into: the output (strides {c.strides}) needs unit column stride and one batch "
+                         f"stride")
+    cp = _be.cupy_module()
+    if la is None or sa is None:
+        a = cp.ascontiguousarray(a)
+        la, sa = (_OP_N, k), m * k
+    if lb is None or sb is None:
+        b = cp.ascontiguousarray(b)
+        lb, sb = (_OP_N, n), k * n
+    nbatch = 1
+    for d in batch:
+        nbatch *= d
+    if c.size and k:
+        _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch, lc[1], sc, accumulate)
+    elif c.size and not accumulate:
+        c.fill(0)
 
 
 def linear_bias(x2, w, bias):

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _env
 from ..core import dispatcher as _disp
 from ..core.dispatcher import Key
-from . import blas
+from . import blas, causal_blocks
 from . import kernels as K
 
 FUSED_CALLS: Counter = Counter()
@@ -200,9 +200,14 @@ def sdpa(q, k, v, attn_mask=None, dropout_mask=None, is_causal=False, scale=None
         # q/k/v viewed from one qkv buffer have no single batch stride: cuBLAS needs dense copies, made once
         # here and saved in the views' place, so the backward (five products) copies nothing again
         qc, kc, vc = _dense(q), _dense(k), _dense(v)
-        s = matmul(qc, kc.swapaxes(-1, -2), out_dtype=np.float32)
-        p = K.softmax_fwd(s, _sc(q, scale), bool(is_causal), 0, out_dtype=q.dtype)
-        o = matmul(p, vc)
+        blocks = causal_blocks.row_blocks(q, k, is_causal)
+        if blocks is not None:
+            FUSED_CALLS["sdpa_causal_blocks"] += 1
+            o = causal_blocks.forward(qc, kc, vc, _sc(q, scale), blocks)
+        else:
+            s = matmul(qc, kc.swapaxes(-1, -2), out_dtype=np.float32)
+            p = K.softmax_fwd(s, _sc(q, scale), bool(is_causal), 0, out_dtype=q.dtype)
+            o = matmul(p, vc)
         copies = {i: c for i, (c, a) in enumerate(((qc, q), (kc, k), (vc, v))) if c is not a}
         return _disp.Keep(o, copies) if copies else o
     return _generic("_scaled_dot_product_attention")(q, k, v, attn_mask, dropout_mask, is_causal, scale, enable_gqa)
@@ -224,6 +229,11 @@ def sdpa_backward(g, q, k, v, attn_mask=None, dropout_mask=None, is_causal=False
         sc = _sc(q, scale)
         dt = q.dtype
         g = _dense(g.astype(dt, copy=False))  # once: it takes part in two products
+        blocks = causal_blocks.row_blocks(q, k, is_causal)
+        if blocks is not None:
+            FUSED_CALLS["sdpa_causal_blocks_backward"] += 1
+            return causal_blocks.backward(g, _dense(q), _dense(k), _dense(v), sc, blocks, need_q, need_k,
+                                          need_v) + (None,)
         # probabilities recomputed in q's dtype (the forward's P), dP in float32, dS back in q's dtype
         p = K.softmax_fwd(matmul(q, k.swapaxes(-1, -2), out_dtype=np.float32), sc, bool(is_causal), 0,
                           out_dtype=dt)
