@@ -122,6 +122,15 @@ def test_cross_entropy_backward_without_kept_stats(red):
         np.testing.assert_allclose(s.cpu().numpy(), x.grad.cpu().numpy(), rtol=1e-5, atol=1e-7)
 
 
+def test_cross_entropy_flags_do_not_pile_up_without_a_sync():
+    from vibetensor.core import backend
+    x = vt.tensor(np.random.randn(4, 6), dtype=vt.float32, device="cuda")
+    t = vt.tensor([0, 1, 2, 3], device="cuda")
+    for _ in range(200):
+        F.cross_entropy(x, t)
+    assert len(backend._pending) <= 65
+
+
 def test_cross_entropy_bad_target_raised_after_fused_path():
     f = _fused()
     before = f.FUSED_CALLS["cross_entropy"]

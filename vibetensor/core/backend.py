@@ -212,6 +212,8 @@ def defer_flag(flag, message):
     if is_current_stream_capturing():
         return
     _pending.append((flag, None, None, message))
+    if len(_pending) > 64:  # a loop that never syncs must not pile up flags (and what messages hold)
+        flush_checks()
 
 
 def flush_checks():
