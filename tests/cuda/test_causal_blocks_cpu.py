@@ -68,3 +68,15 @@ def test_blocks_equal_one_masked_product(shape, needs, numpy_kernels):
             np.testing.assert_allclose(val, ref[name], rtol=1e-10, atol=1e-12)
         else:
             assert val is None
+
+
+def test_matmul_into_refuses_what_it_cannot_write():
+    """blas.matmul_into checks shapes, dtypes and the output's layout before any GPU call."""
+    from vibetensor.cuda import blas
+    a, b = np.zeros((2, 3, 4), np.float32), np.zeros((2, 4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"shapes \(2, 3, 4\) @ \(2, 4, 5\) -> \(2, 3, 6\)"):
+        blas.matmul_into(a, b, np.zeros((2, 3, 6), np.float32))
+    with pytest.raises(ValueError, match="float64"):
+        blas.matmul_into(a, b, np.zeros((2, 3, 5), np.float64))
+    with pytest.raises(ValueError, match="unit column stride"):
+        blas.matmul_into(a, b, np.zeros((2, 5, 3), np.float32).swapaxes(-1, -2))
