@@ -1,7 +1,7 @@
 """The row-block bookkeeping of vibetensor.cuda.causal_blocks (which rows, which keys, the causal
 offset per block, dK/dV added over blocks with the full-width block first), checked on the CPU with
 float64 numpy stand-ins for cuBLAS and the softmax kernels against one full masked product. The GPU
-test (tests/cuda/test_fused.py::test_attention_causal_row_blocks) runs the real kernels."""
+test (tests/cuda/test_fused_attention.py::test_attention_causal_row_blocks) runs the real kernels."""
 import types
 
 import numpy as np
