@@ -1,7 +1,8 @@
 """Causal self-attention forward and forward+backward on one GPU: vibetensor's paths (flash kernels;
 materialized scores through cuBLAS + fused softmax, in causal row blocks where ``causal_blocks`` takes
-them, and as one full product) next to PyTorch's F.scaled_dot_product_attention, same shapes, same run. Times are CUDA-event device times per call
-(ms, median of --reps) and wall times including the host (which decide small problems).
+them, and as one full product) next to PyTorch's F.scaled_dot_product_attention, same shapes, same run.
+Times are CUDA-event device times per call (ms, median of --reps) and wall times including the host
+(which decide small problems).
 
     python benchmarks/attention.py [--reps 20]
 """

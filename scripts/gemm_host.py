@@ -12,7 +12,8 @@ from vibetensor.cuda import blaslt
 
 a = vt.tensor(np.random.randn(256, 512), dtype=vt.bfloat16, device="cuda")
 b = vt.tensor(np.random.randn(512, 512), dtype=vt.bfloat16, device="cuda")
-ta, tb = torch.randn(256, 512, device="cuda", dtype=torch.bfloat16), torch.randn(512, 512, device="cuda", dtype=torch.bfloat16)
+ta = torch.randn(256, 512, device="cuda", dtype=torch.bfloat16)
+tb = torch.randn(512, 512, device="cuda", dtype=torch.bfloat16)
 
 
 def t(fn, n=3000):
@@ -63,4 +64,6 @@ desc, la, lb, lc, algo = plan
 sp = cp.cuda.get_current_stream().ptr
 for lib, nm in ((lib_c, "CDLL"), (lib_py, "PyDLL")):
     f = lib.cublasLtMatmul
-    print(nm, "bare cublasLtMatmul", f"{t(lambda: f(hw[0], desc, ctypes.byref(one), cb.data.ptr, la, ca.data.ptr, lb, ctypes.byref(zero), cc.data.ptr, lc, cc.data.ptr, lc, algo, hw[1].ptr, blaslt._WORKSPACE, sp)):.2f} us")
+    args = (hw[0], desc, ctypes.byref(one), cb.data.ptr, la, ca.data.ptr, lb, ctypes.byref(zero), cc.data.ptr, lc,
+            cc.data.ptr, lc, algo, hw[1].ptr, blaslt._WORKSPACE, sp)
+    print(nm, "bare cublasLtMatmul", f"{t(lambda: f(*args)):.2f} us")
