@@ -137,6 +137,33 @@ def test_flash_tensor_core_kernels(dtype, causal, D, monkeypatch):
     assert set(used) >= {"flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc"}
 
 
+@pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "row-per-thread"])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("D", [16, 32, 64])
+@pytest.mark.parametrize("tq,tk", [(150, 203), (64, 64), (200, 77), (1, 129)])
+def test_flash_float32_kernels(tiled, causal, D, tq, tk, monkeypatch):
+    """float32: the register-tiled kernels (src_flash_f32.cu) and the row-per-thread ones (src_flash.cu)
+    each match float64 forward and backward: ragged 64-row tiles on both sides, exactly one tile, more
+    queries than keys, a single query row. The spy shows which kernels ran."""
+    from vibetensor.cuda.kernels import flash as KF
+    monkeypatch.setattr(KF, "TILED_F32", tiled)
+    used = []
+    orig_t, orig_r = KF._flash_f32_fn, KF._flash_fn
+    monkeypatch.setattr(KF, "_flash_f32_fn", lambda name, *a: used.append(name) or orig_t(name, *a))
+    monkeypatch.setattr(KF, "_flash_fn", lambda name, *a: used.append(name) or orig_r(name, *a))
+    import dataclasses
+    from vibetensor import _env
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="on"))
+    q = np.random.randn(2, 3, tq, D)
+    k, v = np.random.randn(2, 3, tk, D), np.random.randn(2, 3, tk, D)
+    _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], vt.float32,
+             *ATT_TOL[vt.float32], "sdpa_flash_backward")
+    want = {"flash_fwd", "flash_bwd_dq", "flash_bwd_dkdv"}
+    assert set(used) >= ({n + "_f32" for n in want} if tiled else want)
+    if tiled:
+        assert not set(used) & want
+
+
 def test_flash_auto_takes_small_problems_only(monkeypatch):
     """VT_FLASH_ATTENTION=auto: flash kernels up to FLASH_AUTO_MAX_SCORES score elements, cuBLAS above
     (FLASH_AUTO_MAX_SCORES_GRAPH while capturing a graph)."""

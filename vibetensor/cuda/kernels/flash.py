@@ -1,6 +1,7 @@
 """Flash-style attention on CUDA: the tensor-core kernels (float16/bfloat16, sm_80+,
-``src_flash_tc.cu``) and the CUDA-core ones (any float dtype, ``src_flash.cu``), each compiled into its
-own module on the first attention call. Forward ``flash_fwd`` -> (o, lse); backward ``flash_bwd``
+``src_flash_tc.cu``), the register-tiled float32 ones (``src_flash_f32.cu``) and the one-row-per-thread
+CUDA-core ones (any float dtype, ``src_flash.cu``), each compiled into its own module on the first
+attention call. Forward ``flash_fwd`` -> (o, lse); backward ``flash_bwd``
 recomputes them. Outputs mirror their inputs' layout (``_out_like``)."""
 from __future__ import annotations
 
@@ -59,13 +60,49 @@ def _flash_tc_fn(name, dtype, D):
         if m is None:
             names = [f"{k}<{_CTYPE[t]}, {d}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc")
                      for t in _HALF for d in FLASH_DIMS]
-            src = "".join(open(os.path.join(_DIR, f)).read() for f in ("src_rows.cu", "src_flash.cu", "src_flash_tc.cu"))
+            src = "".join(open(os.path.join(_DIR, f)).read()
+                          for f in ("src_rows.cu", "src_flash.cu", "src_flash_tc.cu"))
             m = _tc_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
         f = _functions[key] = m.get_function(f"{name}<{_CTYPE[dtype]}, {D}>")
     return f
 
 
 _TC_ROWS = 64
+_F32 = np.dtype(np.float32)
+TILED_F32 = True         # float32 takes src_flash_f32.cu (False: src_flash.cu's kernels, the tests' second opinion)
+_f32_modules: dict = {}  # device -> RawModule of the tiled float32 kernels
+_TF_ROWS, _TF_PS = 64, 68
+
+
+def _f32_smem(name, D):
+    """Bytes of dynamic shared memory each tiled float32 kernel takes (see src_flash_f32.cu)."""
+    tiles = {"flash_fwd_f32": 3, "flash_bwd_dq_f32": 4, "flash_bwd_dkdv_f32": 4}[name] * _TF_ROWS * D
+    scores = (2 * _TF_ROWS * _TF_PS + 2 * _TF_ROWS) if name == "flash_bwd_dkdv_f32" else _TF_ROWS * _TF_PS
+    return 4 * (tiles + scores)
+
+
+def _flash_f32_fn(name, D):
+    """(kernel, shared bytes): the compiled tiled float32 kernel, its shared-memory limit raised once."""
+    cp = _be.cupy_module()
+    dev = cp.cuda.runtime.getDevice()
+    key = (dev, name, D, "f32")
+    f = _functions.get(key)
+    if f is None:
+        m = _f32_modules.get(dev)
+        if m is None:
+            names = [f"{k}<float, {d}>" for k in ("flash_fwd_f32", "flash_bwd_dq_f32", "flash_bwd_dkdv_f32")
+                     for d in FLASH_DIMS]
+            src = "".join(open(os.path.join(_DIR, f)).read()
+                          for f in ("src_rows.cu", "src_flash.cu", "src_flash_f32.cu"))
+            m = _f32_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
+        k = m.get_function(f"{name}<float, {D}>")
+        k.max_dynamic_shared_size_bytes = _f32_smem(name, D)  # above the 48 KB default
+        f = _functions[key] = (k, _f32_smem(name, D))
+    return f
+
+
+def _tiled(dtype) -> bool:
+    return TILED_F32 and dtype == _F32
 
 
 def flash_ok(q, k, v) -> bool:
@@ -125,6 +162,9 @@ def flash_fwd(q, k, v, scale, causal, mirror=True):
             cp.float32(scale), cp.int32(bool(causal)), *_i64(os_))
     if tensor_cores(q.dtype):
         _flash_tc_fn("flash_fwd_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,), args)
+    elif _tiled(q.dtype):
+        f, smem = _flash_f32_fn("flash_fwd_f32", D)
+        f(((Tq + _TF_ROWS - 1) // _TF_ROWS, BH), (256,), args, shared_mem=smem)
     else:
         _flash_fn("flash_fwd", q.dtype, D)(((Tq + _FL_ROWS - 1) // _FL_ROWS, BH), (_FL_ROWS,), args)
     return o, lse
@@ -156,11 +196,17 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
     dv = _out_like(k, q.dtype)[0]
     common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs), *_i64(gs),
               cp.float32(scale), cp.int32(bool(causal)))
+    dq_args = (q2, k2, v2, g2, lse, delta, dq) + common + _i64(dqs)
+    dkdv_args = (q2, k2, v2, g2, lse, delta, dk, dv) + common + _i64(dks)
+    if _tiled(q.dtype):
+        f, smem = _flash_f32_fn("flash_bwd_dq_f32", D)
+        f(((Tq + _TF_ROWS - 1) // _TF_ROWS, BH), (256,), dq_args, shared_mem=smem)
+        f, smem = _flash_f32_fn("flash_bwd_dkdv_f32", D)
+        f(((Tk + _TF_ROWS - 1) // _TF_ROWS, BH), (256,), dkdv_args, shared_mem=smem)
+        return dq, dk, dv
     tc = tensor_cores(q.dtype)
     fn, rows, threads = (_flash_tc_fn, _TC_ROWS, 128) if tc else (_flash_fn, _FL_ROWS, _FL_ROWS)
     sfx = "_tc" if tc else ""
-    fn("flash_bwd_dq" + sfx, q.dtype, D)(((Tq + rows - 1) // rows, BH), (threads,),
-                                         (q2, k2, v2, g2, lse, delta, dq) + common + _i64(dqs))
-    fn("flash_bwd_dkdv" + sfx, q.dtype, D)(((Tk + rows - 1) // rows, BH), (threads,),
-                                           (q2, k2, v2, g2, lse, delta, dk, dv) + common + _i64(dks))
+    fn("flash_bwd_dq" + sfx, q.dtype, D)(((Tq + rows - 1) // rows, BH), (threads,), dq_args)
+    fn("flash_bwd_dkdv" + sfx, q.dtype, D)(((Tk + rows - 1) // rows, BH), (threads,), dkdv_args)
     return dq, dk, dv
