@@ -1,6 +1,7 @@
 """How far float32 losses drift apart over N AdamW steps of train_gpt's GPT, and whose drift it is.
 
-From the same weights and batches (train_gpt's), N steps each of: vibetensor float32; PyTorch float32
+From the same weights and batches as train_gpt, in its order (3 warm-up steps on batches 0-2, then
+step i on batch i % 8), 3 + N steps each of: vibetensor float32; PyTorch float32
 (SDPA's default kernel); PyTorch float32 with SDPA's math kernel (another exact-in-float32 ordering of
 the same sums); PyTorch float64 (the reference). Prints the loss at a few steps and each float32 run's
 relative difference from float64 and from PyTorch float32. When two float32 orderings within PyTorch
@@ -8,6 +9,8 @@ drift apart as far as vibetensor drifts from PyTorch, the drift is the training'
 rounding, not an error in either side.
 
     python benchmarks/loss_drift.py [--configs medium] [--steps 50] [--device cuda]
+
+Step s below counts the timed steps as train_gpt does: train_gpt's "loss after N steps" is step N here.
 """
 from __future__ import annotations
 
@@ -19,6 +22,13 @@ import vibetensor as vt
 from train_gpt import CONFIGS, GPT, GPTConfig, data
 
 
+WARMUP = 3  # train_gpt's untimed first steps
+
+
+def order(steps, n):
+    return list(range(WARMUP)) + [i % n for i in range(steps)]
+
+
 def vt_losses(cfg, batches, steps, state, device):
     dim, layers, heads, batch, seq, vocab = cfg
     m = GPT(GPTConfig(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to(device)
@@ -27,13 +37,13 @@ def vt_losses(cfg, batches, steps, state, device):
     xs = [vt.tensor(b[:, :-1], device=device) for b in batches]
     ys = [vt.tensor(b[:, 1:], device=device) for b in batches]
     out = []
-    for i in range(steps):
-        loss = vt.nn.functional.cross_entropy(m(xs[i % len(xs)]).reshape(-1, vocab), ys[i % len(ys)].reshape(-1))
+    for i in order(steps, len(xs)):
+        loss = vt.nn.functional.cross_entropy(m(xs[i]).reshape(-1, vocab), ys[i].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         out.append(loss.detach())
-    return [float(v.item()) for v in out]
+    return [float(v.item()) for v in out[WARMUP:]]
 
 
 def torch_losses(cfg, batches, steps, state, device, dtype, math_sdpa=False):
@@ -54,13 +64,13 @@ def torch_losses(cfg, batches, steps, state, device, dtype, math_sdpa=False):
         ctx = sdpa_kernel(SDPBackend.MATH)
     out = []
     with ctx:
-        for i in range(steps):
-            loss = torch.nn.functional.cross_entropy(m(xs[i % len(xs)]).reshape(-1, vocab), ys[i % len(ys)].reshape(-1))
+        for i in order(steps, len(xs)):
+            loss = torch.nn.functional.cross_entropy(m(xs[i]).reshape(-1, vocab), ys[i].reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             out.append(loss.detach())
-    return [float(v.item()) for v in out]
+    return [float(v.item()) for v in out[WARMUP:]]
 
 
 def main():
@@ -85,7 +95,7 @@ def main():
             "torch float64": torch_losses(cfg, batches, args.steps, init, args.device, torch.float64),
         }
         ref, t32 = np.array(runs["torch float64"]), np.array(runs["torch float32"])
-        marks = sorted({1, *range(10, args.steps + 1, 10), args.steps})
+        marks = sorted({1, *range(10, args.steps - 4, 10), *range(max(1, args.steps - 4), args.steps + 1)})
         print(f"\n{name}, {args.device}, {args.steps} steps: loss at step / relative difference")
         print(f"{'run':24} " + " ".join(f"{s:>10}" for s in marks))
         for run, losses in runs.items():

@@ -75,10 +75,25 @@ _TF_ROWS, _TF_PS = 64, 68
 
 
 def _f32_smem(name, D):
-    """Bytes of dynamic shared memory each tiled float32 kernel takes (see src_flash_f32.cu)."""
-    tiles = {"flash_fwd_f32": 3, "flash_bwd_dq_f32": 4, "flash_bwd_dkdv_f32": 4}[name] * _TF_ROWS * D
-    scores = (2 * _TF_ROWS * _TF_PS + 2 * _TF_ROWS) if name == "flash_bwd_dkdv_f32" else _TF_ROWS * _TF_PS
-    return 4 * (tiles + scores)
+    """Bytes of dynamic shared memory each tiled float32 kernel takes (see src_flash_f32.cu): row-major
+    tiles of stride D + 4, swizzled tiles of stride D, score tiles of stride 68, dK/dV's lse and delta."""
+    owned, swizzled, scores = {"flash_fwd_f32": (2, 1, 1), "flash_bwd_dq_f32": (2, 2, 1),
+                               "flash_bwd_dkdv_f32": (2, 2, 2)}[name]
+    extra = 2 * _TF_ROWS if name == "flash_bwd_dkdv_f32" else 0
+    return 4 * _TF_ROWS * (owned * (D + 4) + swizzled * D + scores * _TF_PS) + 4 * extra
+
+
+def _aligned(x, st):
+    """Rows start on 16 bytes: the tiled kernels load float4s."""
+    return x.data.ptr % 16 == 0 and all(v % 4 == 0 for v in st)
+
+
+def _bht16(x):
+    """``_bht`` for the tiled kernels: a contiguous copy when rows are not 16-byte aligned."""
+    x2, H, st = _bht(x)
+    if not _aligned(x2, st):
+        x2, H, st = _bht(_c(x2))
+    return x2, H, st
 
 
 def _flash_f32_fn(name, D):
@@ -90,12 +105,12 @@ def _flash_f32_fn(name, D):
     if f is None:
         m = _f32_modules.get(dev)
         if m is None:
-            names = [f"{k}<float, {d}>" for k in ("flash_fwd_f32", "flash_bwd_dq_f32", "flash_bwd_dkdv_f32")
+            names = [f"{k}<{d}>" for k in ("flash_fwd_f32", "flash_bwd_dq_f32", "flash_bwd_dkdv_f32")
                      for d in FLASH_DIMS]
             src = "".join(open(os.path.join(_DIR, f)).read()
                           for f in ("src_rows.cu", "src_flash.cu", "src_flash_f32.cu"))
             m = _f32_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
-        k = m.get_function(f"{name}<float, {D}>")
+        k = m.get_function(f"{name}<{D}>")
         k.max_dynamic_shared_size_bytes = _f32_smem(name, D)  # above the 48 KB default
         f = _functions[key] = (k, _f32_smem(name, D))
     return f
@@ -152,9 +167,10 @@ def flash_fwd(q, k, v, scale, causal, mirror=True):
     cp = _be.cupy_module()
     Tq, D = q.shape[-2], q.shape[-1]
     Tk = k.shape[-2]
-    q2, H, qs = _bht(q)
-    k2, _, ks = _bht(k)
-    v2, _, vs = _bht(v)
+    bht = _bht16 if _tiled(q.dtype) else _bht
+    q2, H, qs = bht(q)
+    k2, _, ks = bht(k)
+    v2, _, vs = bht(v)
     BH = q.size // (Tq * D)
     o, os_ = _out_like(q, q.dtype, mirror)
     lse = cp.ndarray((BH, Tq), dtype=cp.float32)
@@ -180,10 +196,11 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
     if o is None or lse is None:
         o, lse = flash_fwd(q, k, v, scale, causal, mirror=False)
     o2, _, os_ = _bht(o.astype(q.dtype, copy=False))
-    q2, H, qs = _bht(q)
-    k2, _, ks = _bht(k)
-    v2, _, vs = _bht(v)
-    g2, _, gs = _bht(g)
+    bht = _bht16 if _tiled(q.dtype) else _bht
+    q2, H, qs = bht(q)
+    k2, _, ks = bht(k)
+    v2, _, vs = bht(v)
+    g2, _, gs = bht(g)
     BH = q.size // (Tq * D)
     delta = cp.ndarray((BH, Tq), dtype=cp.float32)
     rows = BH * Tq

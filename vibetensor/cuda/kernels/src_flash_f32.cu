@@ -32,20 +32,33 @@ template <> __device__ __forceinline__ void lds<2>(float (&o)[2], const float* p
 }
 template <> __device__ __forceinline__ void lds<1>(float (&o)[1], const float* p) { o[0] = *p; }
 
-// Rows [r0, r0 + 64) of a strided (n x D) matrix into shared memory times mult (zeros past n),
-// row-major or swizzled.
-template <typename T, int D, bool SWZ>
-__device__ __forceinline__ void tile_in(float* dst, const T* base, Strides s, int bh, int H, long long r0,
+// Rows [r0, r0 + 64) of a strided (n x D) matrix into shared memory times mult (zeros past n):
+// row-major with row stride D + 4 (owned rows: the two half warps' broadcast rows ty*4 and ty*4 + 4
+// then sit in different banks) or swizzled (streamed rows). Each thread issues all its float4 loads
+// before its first store, so a tile costs one memory latency, not one per element (flash.py makes
+// sure rows and strides are 16-byte aligned).
+template <int D, bool SWZ>
+__device__ __forceinline__ void tile_in(float* dst, const float* base, Strides s, int bh, int H, long long r0,
                                         long long n, float mult) {
-  for (int idx = threadIdx.x; idx < TF_ROWS * D; idx += blockDim.x) {
-    int j = idx / D, d = idx % D;
+  constexpr int PER = TF_ROWS * D / 4 / 256;  // float4s per thread
+  const float* b0 = base + (long long)(bh / H) * s.b + (long long)(bh % H) * s.h;
+  float4 x[PER];
+#pragma unroll
+  for (int u = 0; u < PER; ++u) {
+    int idx = threadIdx.x + u * 256, j = idx / (D / 4), d = (idx % (D / 4)) * 4;
     long long r = r0 + j;
-    float x = r < n ? ld(row_ptr(base, s, bh, H, r), d) * mult : 0.f;
-    dst[SWZ ? swz<D>(j, d) : idx] = x;
+    x[u] = r < n ? *reinterpret_cast<const float4*>(b0 + r * s.t + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+#pragma unroll
+  for (int u = 0; u < PER; ++u) {
+    int idx = threadIdx.x + u * 256, j = idx / (D / 4), d = (idx % (D / 4)) * 4;
+    float4 v = make_float4(x[u].x * mult, x[u].y * mult, x[u].z * mult, x[u].w * mult);
+    *reinterpret_cast<float4*>(dst + (SWZ ? swz<D>(j, d) : j * (D + 4) + d)) = v;
   }
 }
 
-// s[i][j] = sum_d A[ty*4 + i][d] * B[tx + 16*j][d]: A row-major (owned rows), B swizzled (streamed).
+// s[i][j] = sum_d A[ty*4 + i][d] * B[tx + 16*j][d]: A row-major with stride D + 4 (owned rows), B
+// swizzled (streamed).
 template <int D>
 __device__ __forceinline__ void tile_dot(float (&s)[4][4], const float* A, const float* B, int ty, int tx) {
 #pragma unroll
@@ -56,7 +69,7 @@ __device__ __forceinline__ void tile_dot(float (&s)[4][4], const float* A, const
   for (int d = 0; d < D; d += 4) {
     float a[4][4], b[4][4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) lds<4>(a[i], A + (ty * 4 + i) * D + d);
+    for (int i = 0; i < 4; ++i) lds<4>(a[i], A + (ty * 4 + i) * (D + 4) + d);
 #pragma unroll
     for (int j = 0; j < 4; ++j) lds<4>(b[j], B + swz<D>(tx + 16 * j, d));
 #pragma unroll
@@ -69,7 +82,7 @@ __device__ __forceinline__ void tile_dot(float (&s)[4][4], const float* A, const
 }
 
 // acc[i][e] += sum_c P[ty*4 + i][c] * X[c][tx*(D/16) + e] over the 64 tile rows c: P a (64 x TF_PS)
-// score tile, X a (64 x D) tile, swizzled or row-major.
+// score tile, X a (64 x D) tile, swizzled or row-major (stride D + 4).
 template <int D, bool SWZ>
 __device__ __forceinline__ void tile_acc(float (&acc)[4][D / 16], const float* P, const float* X, int ty, int tx) {
   constexpr int DC = D / 16;
@@ -81,7 +94,7 @@ __device__ __forceinline__ void tile_acc(float (&acc)[4][D / 16], const float* P
 #pragma unroll
     for (int t = 0; t < 4; ++t) {
       float x[DC];
-      lds<DC>(x, X + (SWZ ? swz<D>(c + t, tx * DC) : (c + t) * D + tx * DC));
+      lds<DC>(x, X + (SWZ ? swz<D>(c + t, tx * DC) : (c + t) * (D + 4) + tx * DC));
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -102,15 +115,15 @@ __device__ __forceinline__ float sum16(float x) {
 }
 
 // acc[i][e] (rows ty*4 + i, columns tx*DC + e) times mult into out's row r0 + ty*4 + i, rows below n.
-template <typename T, int D>
-__device__ __forceinline__ void rows_out(T* out, Strides s, int bh, int H, long long r0, long long n,
+template <int D>
+__device__ __forceinline__ void rows_out(float* out, Strides s, int bh, int H, long long r0, long long n,
                                          const float (&acc)[4][D / 16], const float (&mult)[4], int ty, int tx) {
   constexpr int DC = D / 16;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     long long r = r0 + ty * 4 + i;
     if (r < n) {
-      T* p = out_ptr(out, s, bh, H, r);
+      float* p = out_ptr(out, s, bh, H, r);
 #pragma unroll
       for (int e = 0; e < DC; ++e) st(p, tx * DC + e, acc[i][e] * mult[i]);
     }
@@ -119,8 +132,8 @@ __device__ __forceinline__ void rows_out(T* out, Strides s, int bh, int H, long 
 
 // Forward: block (x, bh) owns query rows [64x, 64x + 64); K and V stream in tiles of 64 keys.
 // Shared: Q (row-major, times scale) | K (swizzled) | V (row-major) | P (64 x TF_PS).
-template <typename T, int D>
-__global__ void __launch_bounds__(256) flash_fwd_f32(const T* q, const T* k, const T* v, T* o, float* lse, int H,
+template <int D>
+__global__ void __launch_bounds__(256) flash_fwd_f32(const float* q, const float* k, const float* v, float* o, float* lse, int H,
     int Tq, int Tk, long long qsb, long long qsh, long long qst, long long ksb, long long ksh, long long kst,
     long long vsb, long long vsh, long long vst, float scale, int causal, long long osb, long long osh,
     long long ost) {
@@ -130,12 +143,12 @@ __global__ void __launch_bounds__(256) flash_fwd_f32(const T* q, const T* k, con
   FL_STRIDES(vs);
   extern __shared__ __align__(16) float sm[];
   float* Qs = sm;
-  float* Ks = Qs + TF_ROWS * D;
+  float* Ks = Qs + TF_ROWS * (D + 4);
   float* Vs = Ks + TF_ROWS * D;
-  float* Ps = Vs + TF_ROWS * D;
+  float* Ps = Vs + TF_ROWS * (D + 4);
   int bh = blockIdx.y, tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   long long q0 = (long long)blockIdx.x * TF_ROWS;
-  tile_in<T, D, false>(Qs, q, qs, bh, H, q0, Tq, scale);
+  tile_in<D, false>(Qs, q, qs, bh, H, q0, Tq, scale);
   float acc[4][DC], m[4], l[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -146,8 +159,8 @@ __global__ void __launch_bounds__(256) flash_fwd_f32(const T* q, const T* k, con
   long long kend = causal ? min((long long)Tk, q0 + TF_ROWS) : (long long)Tk;
   for (long long k0 = 0; k0 < kend; k0 += TF_ROWS) {
     __syncthreads();  // the previous tile's readers of K, V and P are done
-    tile_in<T, D, true>(Ks, k, ks, bh, H, k0, Tk, 1.f);
-    tile_in<T, D, false>(Vs, v, vs, bh, H, k0, Tk, 1.f);
+    tile_in<D, true>(Ks, k, ks, bh, H, k0, Tk, 1.f);
+    tile_in<D, false>(Vs, v, vs, bh, H, k0, Tk, 1.f);
     __syncthreads();
     float s[4][4];
     tile_dot<D>(s, Qs, Ks, ty, tx);
@@ -186,15 +199,15 @@ __global__ void __launch_bounds__(256) flash_fwd_f32(const T* q, const T* k, con
     long long r = q0 + ty * 4 + i;
     if (tx == 0 && r < Tq) lse[(long long)bh * Tq + r] = L > 0.f ? m[i] + logf(L) : VT_NEG_INF;
   }
-  rows_out<T, D>(o, Strides{osb, osh, ost}, bh, H, q0, Tq, acc, inv, ty, tx);
+  rows_out<D>(o, Strides{osb, osh, ost}, bh, H, q0, Tq, acc, inv, ty, tx);
 }
 
 // dQ: block (x, bh) owns query rows [64x, 64x + 64); K and V stream. dS = P * (dP - delta) goes
 // through shared memory into dQ += dS K.
 // Shared: Q (times scale) | dO (row-major) | K | V (swizzled) | dS (64 x TF_PS).
-template <typename T, int D>
-__global__ void __launch_bounds__(256) flash_bwd_dq_f32(const T* q, const T* k, const T* v, const T* dout,
-    const float* lse, const float* delta, T* dq, int H, int Tq, int Tk, long long qsb, long long qsh,
+template <int D>
+__global__ void __launch_bounds__(256) flash_bwd_dq_f32(const float* q, const float* k, const float* v, const float* dout,
+    const float* lse, const float* delta, float* dq, int H, int Tq, int Tk, long long qsb, long long qsh,
     long long qst, long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst,
     long long gsb, long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
     long long ost) {
@@ -205,14 +218,14 @@ __global__ void __launch_bounds__(256) flash_bwd_dq_f32(const T* q, const T* k, 
   FL_STRIDES(gs);
   extern __shared__ __align__(16) float sm[];
   float* Qs = sm;
-  float* Gs = Qs + TF_ROWS * D;
-  float* Ks = Gs + TF_ROWS * D;
+  float* Gs = Qs + TF_ROWS * (D + 4);
+  float* Ks = Gs + TF_ROWS * (D + 4);
   float* Vs = Ks + TF_ROWS * D;
   float* Ss = Vs + TF_ROWS * D;
   int bh = blockIdx.y, tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   long long q0 = (long long)blockIdx.x * TF_ROWS;
-  tile_in<T, D, false>(Qs, q, qs, bh, H, q0, Tq, scale);
-  tile_in<T, D, false>(Gs, dout, gs, bh, H, q0, Tq, 1.f);
+  tile_in<D, false>(Qs, q, qs, bh, H, q0, Tq, scale);
+  tile_in<D, false>(Gs, dout, gs, bh, H, q0, Tq, 1.f);
   float acc[4][DC], L[4], Di[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -225,8 +238,8 @@ __global__ void __launch_bounds__(256) flash_bwd_dq_f32(const T* q, const T* k, 
   long long kend = causal ? min((long long)Tk, q0 + TF_ROWS) : (long long)Tk;
   for (long long k0 = 0; k0 < kend; k0 += TF_ROWS) {
     __syncthreads();
-    tile_in<T, D, true>(Ks, k, ks, bh, H, k0, Tk, 1.f);
-    tile_in<T, D, true>(Vs, v, vs, bh, H, k0, Tk, 1.f);
+    tile_in<D, true>(Ks, k, ks, bh, H, k0, Tk, 1.f);
+    tile_in<D, true>(Vs, v, vs, bh, H, k0, Tk, 1.f);
     __syncthreads();
     float s[4][4], dp[4][4];
     tile_dot<D>(s, Qs, Ks, ty, tx);
@@ -245,16 +258,16 @@ __global__ void __launch_bounds__(256) flash_bwd_dq_f32(const T* q, const T* k, 
     tile_acc<D, true>(acc, Ss, Ks, ty, tx);
   }
   float mult[4] = {scale, scale, scale, scale};
-  rows_out<T, D>(dq, Strides{osb, osh, ost}, bh, H, q0, Tq, acc, mult, ty, tx);
+  rows_out<D>(dq, Strides{osb, osh, ost}, bh, H, q0, Tq, acc, mult, ty, tx);
 }
 
 // dK, dV: block (x, bh) owns key rows [64x, 64x + 64); Q, dO, lse and delta stream in tiles of 64
 // queries (causal: from the block's first key on). The transposed scores P^T and dS^T go through
 // shared memory into dV += P^T dO and dK += dS^T Q.
 // Shared: K (times scale) | V (row-major) | Q | dO (swizzled) | P^T | dS^T (64 x TF_PS) | lse | delta.
-template <typename T, int D>
-__global__ void __launch_bounds__(256) flash_bwd_dkdv_f32(const T* q, const T* k, const T* v, const T* dout,
-    const float* lse, const float* delta, T* dk, T* dv, int H, int Tq, int Tk, long long qsb, long long qsh,
+template <int D>
+__global__ void __launch_bounds__(256) flash_bwd_dkdv_f32(const float* q, const float* k, const float* v, const float* dout,
+    const float* lse, const float* delta, float* dk, float* dv, int H, int Tq, int Tk, long long qsb, long long qsh,
     long long qst, long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst,
     long long gsb, long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
     long long ost) {
@@ -265,8 +278,8 @@ __global__ void __launch_bounds__(256) flash_bwd_dkdv_f32(const T* q, const T* k
   FL_STRIDES(gs);
   extern __shared__ __align__(16) float sm[];
   float* Ks = sm;
-  float* Vs = Ks + TF_ROWS * D;
-  float* Qs = Vs + TF_ROWS * D;
+  float* Vs = Ks + TF_ROWS * (D + 4);
+  float* Qs = Vs + TF_ROWS * (D + 4);
   float* Gs = Qs + TF_ROWS * D;
   float* Pt = Gs + TF_ROWS * D;
   float* St = Pt + TF_ROWS * TF_PS;
@@ -274,8 +287,8 @@ __global__ void __launch_bounds__(256) flash_bwd_dkdv_f32(const T* q, const T* k
   float* Dl = Ls + TF_ROWS;
   int bh = blockIdx.y, tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   long long c0 = (long long)blockIdx.x * TF_ROWS;
-  tile_in<T, D, false>(Ks, k, ks, bh, H, c0, Tk, scale);
-  tile_in<T, D, false>(Vs, v, vs, bh, H, c0, Tk, 1.f);
+  tile_in<D, false>(Ks, k, ks, bh, H, c0, Tk, scale);
+  tile_in<D, false>(Vs, v, vs, bh, H, c0, Tk, 1.f);
   float gk[4][DC], gv[4][DC];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
@@ -283,8 +296,8 @@ __global__ void __launch_bounds__(256) flash_bwd_dkdv_f32(const T* q, const T* k
     for (int e = 0; e < DC; ++e) { gk[i][e] = 0.f; gv[i][e] = 0.f; }
   for (long long r0 = causal ? c0 : 0; r0 < Tq; r0 += TF_ROWS) {
     __syncthreads();
-    tile_in<T, D, true>(Qs, q, qs, bh, H, r0, Tq, 1.f);
-    tile_in<T, D, true>(Gs, dout, gs, bh, H, r0, Tq, 1.f);
+    tile_in<D, true>(Qs, q, qs, bh, H, r0, Tq, 1.f);
+    tile_in<D, true>(Gs, dout, gs, bh, H, r0, Tq, 1.f);
     for (int j = threadIdx.x; j < TF_ROWS; j += blockDim.x) {
       long long r = r0 + j;
       Ls[j] = r < Tq ? lse[(long long)bh * Tq + r] : 0.f;
@@ -312,6 +325,6 @@ __global__ void __launch_bounds__(256) flash_bwd_dkdv_f32(const T* q, const T* k
     tile_acc<D, true>(gk, St, Qs, ty, tx);
   }
   float one[4] = {1.f, 1.f, 1.f, 1.f}, sc[4] = {scale, scale, scale, scale};
-  rows_out<T, D>(dk, Strides{osb, osh, ost}, bh, H, c0, Tk, gk, sc, ty, tx);
-  rows_out<T, D>(dv, Strides{osb, osh, ost}, bh, H, c0, Tk, gv, one, ty, tx);
+  rows_out<D>(dk, Strides{osb, osh, ost}, bh, H, c0, Tk, gk, sc, ty, tx);
+  rows_out<D>(dv, Strides{osb, osh, ost}, bh, H, c0, Tk, gv, one, ty, tx);
 }
