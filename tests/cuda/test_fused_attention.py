@@ -164,12 +164,50 @@ def test_flash_float32_kernels(tiled, causal, D, tq, tk, monkeypatch):
         assert not set(used) & want
 
 
-def test_flash_auto_takes_small_problems_only(monkeypatch):
-    """VT_FLASH_ATTENTION=auto: flash kernels up to FLASH_AUTO_MAX_SCORES score elements, cuBLAS above
-    (FLASH_AUTO_MAX_SCORES_GRAPH while capturing a graph)."""
+def test_flash_float32_tiled_rows_not_16_byte_aligned(monkeypatch):
+    """q/k/v whose rows start off 16 bytes (a token stride of 17 floats, an offset of 1) reach the tiled
+    kernels' float4 loads as aligned copies, and stay right forward and backward."""
+    from vibetensor.cuda.kernels import flash as KF
+    monkeypatch.setattr(KF, "TILED_F32", True)
+    copies = []
+    orig = KF._c
+    monkeypatch.setattr(KF, "_c", lambda x: copies.append(x.shape) or orig(x))
+    x = np.random.randn(2, 3, 70, 17)
+    _compare(lambda x: F.scaled_dot_product_attention(x[..., 1:], x[..., 1:] * 0.5, x[..., 1:], is_causal=True),
+             [x], vt.float32, *ATT_TOL[vt.float32], "sdpa_flash_backward")
+    assert copies, "the unaligned rows were handed to the float4 loads as they were"
+
+
+def test_flash_auto_takes_tiled_float32_at_every_size(monkeypatch):
+    """VT_FLASH_ATTENTION=auto with the tiled float32 kernels: flash above FLASH_AUTO_MAX_SCORES and while
+    a graph is captured too, and the replay equals the eager result."""
     import dataclasses
     from vibetensor import _env
+    from vibetensor.cuda.kernels import flash as KF
     f = _fused()
+    monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="auto"))
+    monkeypatch.setattr(KF, "TILED_F32", True)
+    monkeypatch.setattr(f, "FLASH_AUTO_MAX_SCORES", 16)
+    q, k, v = (vt.randn(2, 3, 33, 16, device="cuda") for _ in range(3))
+    before = dict(f.FUSED_CALLS)
+    eager = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    g = vt.cuda.CUDAGraph()
+    with vt.cuda.graph(g):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    g.replay()
+    assert f.FUSED_CALLS["sdpa_flash"] == before.get("sdpa_flash", 0) + 2
+    assert f.FUSED_CALLS["sdpa"] == before.get("sdpa", 0)
+    np.testing.assert_array_equal(out.cpu().numpy(), eager.cpu().numpy())
+
+
+def test_flash_auto_takes_small_problems_only(monkeypatch):
+    """VT_FLASH_ATTENTION=auto with the one-row-per-thread kernels (float32 with TILED_F32 off): flash up to
+    FLASH_AUTO_MAX_SCORES score elements, cuBLAS above (FLASH_AUTO_MAX_SCORES_GRAPH while capturing a graph)."""
+    import dataclasses
+    from vibetensor import _env
+    from vibetensor.cuda.kernels import flash as KF
+    f = _fused()
+    monkeypatch.setattr(KF, "TILED_F32", False)
     monkeypatch.setattr(_env, "_flags", dataclasses.replace(_env.flags(), flash_attention="auto"))
     monkeypatch.setattr(f, "FLASH_AUTO_MAX_SCORES", 2 * 3 * 33 * 33)
     q, k, v = (vt.randn(2, 3, 33, 16, device="cuda") for _ in range(3))

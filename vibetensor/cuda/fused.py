@@ -164,16 +164,15 @@ def _sc(q, scale):
     return scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
 
 
-# float16/bfloat16 on sm_80+ run the tensor-core flash kernels (src_flash_tc.cu), which "auto" takes
-# at every size. The float32 flash kernels run on CUDA cores: they save the launches and the score
-# matrix of the materialized path but do the products far slower than cuBLAS. For them "auto" decides
-# by size: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode, FLASH_AUTO_MAX_SCORES_GRAPH
-# while a CUDA graph is captured. The eager limit was 2^24 while the materialized path cost ~2 ms of host
-# time per layer; with today's host path the medium GPT (2^24 scores per call) steps in 38.3 ms
-# materialized against 46.6 ms flash (sixth session, BENCHMARKS.md), so the eager limit is 2^22. Under
-# graph capture only device time counts, and cuBLAS won at both sizes measured: the reverse GPT's
-# graph replay (2^20 scores per call) takes 1.03 ms materialized against 1.19 ms flash, medium's (2^24)
-# 37.1 against 45.7 ms of device time (BENCHMARKS.md, sixth and eighth sessions): no float32 flash there.
+# float16/bfloat16 on sm_80+ run the tensor-core flash kernels (src_flash_tc.cu) and float32 the
+# register-tiled ones (src_flash_f32.cu); "auto" takes both at every size. The tiled float32 kernels beat
+# the cuBLAS path at every train_gpt shape in device time (tenth session, BENCHMARKS.md: medium fwd+bwd
+# 0.73 ms against 0.80 for one cuBLAS product and 1.89 in row blocks; gpt2-small 1.41 against 1.92 and
+# 2.02), under graph capture too. The limits below apply to the one-row-per-thread kernels
+# (src_flash.cu: any other float dtype, or float32 with TILED_F32 off), which do the products far slower
+# than cuBLAS: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode (medium's 2^24 stepped in
+# 38.3 ms materialized against 46.6 ms flash, sixth session), FLASH_AUTO_MAX_SCORES_GRAPH while a CUDA
+# graph is captured (there only device time counts, and cuBLAS won at both sizes measured).
 FLASH_AUTO_MAX_SCORES = 1 << 22
 FLASH_AUTO_MAX_SCORES_GRAPH = 0
 
@@ -182,7 +181,7 @@ def _flash(q, k, v):
     mode = _env.flags().flash_attention
     if mode == "off" or not K.flash_ok(q, k, v):
         return False
-    if mode == "on" or K.tensor_cores(q.dtype):
+    if mode == "on" or K.tensor_cores(q.dtype) or K.tiled_f32(q.dtype):
         return True
     from .graphs import is_current_stream_capturing
     limit = FLASH_AUTO_MAX_SCORES_GRAPH if is_current_stream_capturing() else FLASH_AUTO_MAX_SCORES

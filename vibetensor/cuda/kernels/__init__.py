@@ -549,4 +549,4 @@ def binary(a, b, op, alpha=1.0):
 
 
 # flash attention lives in its own file (kernels/flash.py); these are its public names
-from .flash import FLASH_DIMS, flash_bwd, flash_fwd, flash_ok, tensor_cores  # noqa: E402,F401
+from .flash import FLASH_DIMS, flash_bwd, flash_fwd, flash_ok, tensor_cores, tiled_f32  # noqa: E402,F401

@@ -116,7 +116,8 @@ def _flash_f32_fn(name, D):
     return f
 
 
-def _tiled(dtype) -> bool:
+def tiled_f32(dtype) -> bool:
+    """float32 with TILED_F32 on: the register-tiled kernels (src_flash_f32.cu) apply."""
     return TILED_F32 and dtype == _F32
 
 
@@ -167,7 +168,7 @@ def flash_fwd(q, k, v, scale, causal, mirror=True):
     cp = _be.cupy_module()
     Tq, D = q.shape[-2], q.shape[-1]
     Tk = k.shape[-2]
-    bht = _bht16 if _tiled(q.dtype) else _bht
+    bht = _bht16 if tiled_f32(q.dtype) else _bht
     q2, H, qs = bht(q)
     k2, _, ks = bht(k)
     v2, _, vs = bht(v)
@@ -178,7 +179,7 @@ def flash_fwd(q, k, v, scale, causal, mirror=True):
             cp.float32(scale), cp.int32(bool(causal)), *_i64(os_))
     if tensor_cores(q.dtype):
         _flash_tc_fn("flash_fwd_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,), args)
-    elif _tiled(q.dtype):
+    elif tiled_f32(q.dtype):
         f, smem = _flash_f32_fn("flash_fwd_f32", D)
         f(((Tq + _TF_ROWS - 1) // _TF_ROWS, BH), (256,), args, shared_mem=smem)
     else:
@@ -196,7 +197,7 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
     if o is None or lse is None:
         o, lse = flash_fwd(q, k, v, scale, causal, mirror=False)
     o2, _, os_ = _bht(o.astype(q.dtype, copy=False))
-    bht = _bht16 if _tiled(q.dtype) else _bht
+    bht = _bht16 if tiled_f32(q.dtype) else _bht
     q2, H, qs = bht(q)
     k2, _, ks = bht(k)
     v2, _, vs = bht(v)
@@ -215,7 +216,7 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
               cp.float32(scale), cp.int32(bool(causal)))
     dq_args = (q2, k2, v2, g2, lse, delta, dq) + common + _i64(dqs)
     dkdv_args = (q2, k2, v2, g2, lse, delta, dk, dv) + common + _i64(dks)
-    if _tiled(q.dtype):
+    if tiled_f32(q.dtype):
         f, smem = _flash_f32_fn("flash_bwd_dq_f32", D)
         f(((Tq + _TF_ROWS - 1) // _TF_ROWS, BH), (256,), dq_args, shared_mem=smem)
         f, smem = _flash_f32_fn("flash_bwd_dkdv_f32", D)
