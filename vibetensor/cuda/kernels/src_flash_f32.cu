@@ -1,5 +1,5 @@
 // Flash attention in float32 on CUDA cores, register-tiled like an SGEMM (appended to src_rows.cu and
-// src_flash.cu: ld/st, Strides, row_ptr). Same arguments, layouts and lse/delta as src_flash.cu's kernels.
+// src_flash.cu: Strides, row_ptr). Same arguments, layouts and lse/delta as src_flash.cu's kernels, float only.
 //
 // Why: src_flash.cu gives each thread one whole row, so every FMA waits on a shared-memory load (~4
 // TFLOP/s). Here a block of 256 threads owns 64 rows and streams the other side in tiles of 64 rows
@@ -9,7 +9,8 @@
 // streamed side is stored with its 16-byte units XOR-swizzled by row, so 8 lanes reading 8 rows at one
 // column hit 8 different bank groups. A product with the scores (P or dS, through shared memory) then
 // accumulates a 4 x D/16 piece: rows ty*4 + i, columns tx*D/16 + e.
-// Dynamic shared memory: up to ~99 KB (dK/dV, D = 64); flash.py raises the kernels' limit.
+// Dynamic shared memory: up to ~101 KB (dK/dV, D = 64); flash.py raises the kernels' limit. Causal query
+// blocks run longest first, so the launch ends on short blocks.
 
 #define TF_ROWS 64
 #define TF_PS (TF_ROWS + 4)  // score tile row stride: rows ty*4 and ty*4 + 4 land 16 banks apart
@@ -133,7 +134,8 @@ __device__ __forceinline__ void rows_out(float* out, Strides s, int bh, int H, l
 // Forward: block (x, bh) owns query rows [64x, 64x + 64); K and V stream in tiles of 64 keys.
 // Shared: Q (row-major, times scale) | K (swizzled) | V (row-major) | P (64 x TF_PS).
 template <int D>
-__global__ void __launch_bounds__(256) flash_fwd_f32(const float* q, const float* k, const float* v, float* o, float* lse, int H,
+__global__ void __launch_bounds__(256)
+flash_fwd_f32(const float* q, const float* k, const float* v, float* o, float* lse, int H,
     int Tq, int Tk, long long qsb, long long qsh, long long qst, long long ksb, long long ksh, long long kst,
     long long vsb, long long vsh, long long vst, float scale, int causal, long long osb, long long osh,
     long long ost) {
@@ -147,7 +149,7 @@ __global__ void __launch_bounds__(256) flash_fwd_f32(const float* q, const float
   float* Vs = Ks + TF_ROWS * D;
   float* Ps = Vs + TF_ROWS * (D + 4);
   int bh = blockIdx.y, tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-  long long q0 = (long long)blockIdx.x * TF_ROWS;
+  long long q0 = (long long)(causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * TF_ROWS;  // causal: longest first
   tile_in<D, false>(Qs, q, qs, bh, H, q0, Tq, scale);
   float acc[4][DC], m[4], l[4];
 #pragma unroll
@@ -206,7 +208,8 @@ __global__ void __launch_bounds__(256) flash_fwd_f32(const float* q, const float
 // through shared memory into dQ += dS K.
 // Shared: Q (times scale) | dO (row-major) | K | V (swizzled) | dS (64 x TF_PS).
 template <int D>
-__global__ void __launch_bounds__(256) flash_bwd_dq_f32(const float* q, const float* k, const float* v, const float* dout,
+__global__ void __launch_bounds__(256)
+flash_bwd_dq_f32(const float* q, const float* k, const float* v, const float* dout,
     const float* lse, const float* delta, float* dq, int H, int Tq, int Tk, long long qsb, long long qsh,
     long long qst, long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst,
     long long gsb, long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
@@ -223,7 +226,7 @@ __global__ void __launch_bounds__(256) flash_bwd_dq_f32(const float* q, const fl
   float* Vs = Ks + TF_ROWS * D;
   float* Ss = Vs + TF_ROWS * D;
   int bh = blockIdx.y, tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-  long long q0 = (long long)blockIdx.x * TF_ROWS;
+  long long q0 = (long long)(causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * TF_ROWS;  // causal: longest first
   tile_in<D, false>(Qs, q, qs, bh, H, q0, Tq, scale);
   tile_in<D, false>(Gs, dout, gs, bh, H, q0, Tq, 1.f);
   float acc[4][DC], L[4], Di[4];
@@ -266,7 +269,8 @@ __global__ void __launch_bounds__(256) flash_bwd_dq_f32(const float* q, const fl
 // shared memory into dV += P^T dO and dK += dS^T Q.
 // Shared: K (times scale) | V (row-major) | Q | dO (swizzled) | P^T | dS^T (64 x TF_PS) | lse | delta.
 template <int D>
-__global__ void __launch_bounds__(256) flash_bwd_dkdv_f32(const float* q, const float* k, const float* v, const float* dout,
+__global__ void __launch_bounds__(256)
+flash_bwd_dkdv_f32(const float* q, const float* k, const float* v, const float* dout,
     const float* lse, const float* delta, float* dk, float* dv, int H, int Tq, int Tk, long long qsb, long long qsh,
     long long qst, long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst,
     long long gsb, long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
