@@ -166,9 +166,10 @@ def _sc(q, scale):
 
 # float16/bfloat16 on sm_80+ run the tensor-core flash kernels (src_flash_tc.cu) and float32 the
 # register-tiled ones (src_flash_f32.cu); "auto" takes both at every size. The tiled float32 kernels beat
-# the cuBLAS path at every train_gpt shape in device time (tenth session, BENCHMARKS.md: medium fwd+bwd
+# the cuBLAS path at every train_gpt shape (benchmarks/attention.py, tenth session, BENCHMARKS.md: medium fwd+bwd
 # 0.73 ms against 0.80 for one cuBLAS product and 1.89 in row blocks; gpt2-small 1.41 against 1.92 and
-# 2.02), under graph capture too. The limits below apply to the one-row-per-thread kernels
+# 2.02); the graph-captured medium step took 33.98 ms with them, 35.75 with cuBLAS in the ninth session
+# (another machine). The limits below apply to the one-row-per-thread kernels
 # (src_flash.cu: any other float dtype, or float32 with TILED_F32 off), which do the products far slower
 # than cuBLAS: up to FLASH_AUTO_MAX_SCORES score elements per call in eager mode (medium's 2^24 stepped in
 # 38.3 ms materialized against 46.6 ms flash, sixth session), FLASH_AUTO_MAX_SCORES_GRAPH while a CUDA
