@@ -11,6 +11,7 @@ run attention 90 python3 benchmarks/attention.py --reps 8
 run op_overhead 90 python3 benchmarks/op_overhead.py --device cuda --iters 1500
 run host_by_op 90 python3 scripts/host_by_op.py --config medium --amp --steps 4 --cprofile 40
 run host_costs 60 python3 benchmarks/host_costs.py --iters 1500
+run loss_drift 150 python3 benchmarks/loss_drift.py --configs medium,gpt2-small --steps 50
 if [ "${1:-}" = "--compile" ]; then
   run train_gpt_compile 300 python3 benchmarks/train_gpt.py --configs reverse,medium --modes fp32,bf16 --steps 20 --compile
 fi
