@@ -26,7 +26,7 @@ WARMUP = 3  # train_gpt's untimed first steps
 
 
 def order(steps, n):
-    return list(range(WARMUP)) + [i % n for i in range(steps)]
+    return [i % n for i in range(WARMUP)] + [i % n for i in range(steps)]  # as train_gpt's xs[i % len(xs)]
 
 
 def vt_losses(cfg, batches, steps, state, device):

@@ -24,6 +24,7 @@ TOY = (16, 2, 2, 2, 8, 36)  # dim, layers, heads, batch, seq, vocab
 def test_order_follows_train_gpt():
     assert loss_drift.order(5, 8) == [0, 1, 2, 0, 1, 2, 3, 4]
     assert loss_drift.order(10, 3)[-4:] == [0, 1, 2, 0]
+    assert loss_drift.order(2, 2) == [0, 1, 0, 0, 1]  # fewer batches than warm-up steps
 
 
 def test_vt_float32_follows_torch_float64():
