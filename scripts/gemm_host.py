@@ -60,7 +60,7 @@ import cupy as cp
 ca, cb = a._data, b._data
 cc = cp.ndarray((256, 512), dtype=ca.dtype)
 one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
-desc, la, lb, lc, algo = plan
+desc, la, lb, lc, algo = plan[:5]
 sp = cp.cuda.get_current_stream().ptr
 for lib, nm in ((lib_c, "CDLL"), (lib_py, "PyDLL")):
     f = lib.cublasLtMatmul

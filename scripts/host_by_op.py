@@ -2,7 +2,8 @@
 
 Times every outermost dispatched op (forward and the ops a backward formula calls) and every
 backward node, with perf_counter and no device sync (the step is host-bound, so host time is what
-is being spent). Usage: python scripts/host_by_op.py [--config medium|tiny] [--amp] [--steps 5] [--device cpu] [--cprofile 40]
+is being spent). Usage: python scripts/host_by_op.py [--config medium|tiny] [--amp] [--steps 5] [--device cpu]
+[--cprofile 40 [--dump F]]
 (tiny: medium's ops with negligible compute, for the framework's own overhead on the CPU). Ops that
 Tensor methods send through dispatcher.call_view (view ops) do not pass D.dispatch and are not listed.
 """
@@ -35,6 +36,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N",
                     help="also print the N Python functions with the most own time over the steps (cProfile)")
+    ap.add_argument("--dump", metavar="PATH", help="with --cprofile: also write the profile there (pstats format)")
     ap.add_argument("--gc", choices=("on", "freeze", "off"), default="on",
                     help="Python's cyclic collector during the timed steps")
     a = ap.parse_args()
@@ -143,6 +145,8 @@ def main():
         pr.disable()
         print(f"\ncProfile of {n} more steps (profiler overhead included), by own time:")
         pstats.Stats(pr).sort_stats("tottime").print_stats(a.cprofile)
+        if a.dump:
+            pr.dump_stats(a.dump)
 
 
 if __name__ == "__main__":

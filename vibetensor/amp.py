@@ -140,6 +140,18 @@ def _linear_in_op(args, ctx):
     return args[1].ndim == 2
 
 
+def _has_low(args, device_type):
+    """Whether a float16/bfloat16 tensor on ``device_type`` is among args (one level of lists)."""
+    T = _disp._Tensor
+    for a in args:
+        if isinstance(a, T):
+            if a._dtype._cat == 2 and a._dtype.itemsize == 2 and a._device.type == device_type:
+                return True
+        elif type(a) in (list, tuple) and _has_low(a, device_type):
+            return True
+    return False
+
+
 def _apply(op, args):
     """Called by the dispatcher for every op while some thread has autocast on: (op to run, its args)."""
     st = _state()
@@ -153,6 +165,8 @@ def _apply(op, args):
             return _LINEAR, (args[0], args[1], args[2] if len(args) > 2 else None, target)
     elif name in FP32:
         target = _dt.float32
+        if not _has_low(args, ctx.device_type):  # the common case: the inputs are float32 already
+            return op, args
     else:
         return op, args
     out = []

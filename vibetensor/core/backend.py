@@ -18,6 +18,7 @@ _cupy_error: str | None = None
 _probed = False
 _single_cuda = False  # exactly one visible GPU: every CUDA op runs on the current device, no guard needed
 _NULL_GUARD = contextlib.nullcontext()
+_cast = _cast_many = None  # vibetensor.cuda.kernels' casts, set once CuPy is found
 
 INSTALL_HINT = ("install the GPU extra: pip install 'vibetensor[cuda13]' (CUDA 13) or "
                 "'vibetensor[cuda12]' (CUDA 12), on a machine with an NVIDIA GPU and driver")
@@ -43,6 +44,8 @@ def _probe():
         return None
     global _single_cuda
     _single_cuda = n == 1
+    global _cast, _cast_many
+    from ..cuda.kernels import cast as _cast, cast_many as _cast_many  # astype's CUDA path (no import per call)
     _cupy = cupy
     from ..cuda import memory as _mem  # observed caching allocator (peak, OOM ladder, events)
     _mem.install()
@@ -105,16 +108,14 @@ def astype(arr, np_dtype):
     """``arr.astype(np_dtype)`` (a new array); float32 <-> float16/bfloat16 on CUDA by our vectorised cast
     kernel (CuPy's runs at about half the memory bound)."""
     if _cupy is not None and isinstance(arr, _cupy.ndarray):
-        from ..cuda.kernels import cast
-        return cast(arr, np_dtype)
+        return _cast(arr, np_dtype)
     return arr.astype(np_dtype)
 
 
 def astype_many(arrs, np_dtype):
     """``[astype(a, np_dtype) for a in arrs]``; on CUDA up to three float32 -> half casts share one launch."""
     if _cupy is not None and len(arrs) > 1 and isinstance(arrs[0], _cupy.ndarray):
-        from ..cuda.kernels import cast_many
-        return cast_many(arrs, np_dtype)
+        return _cast_many(arrs, np_dtype)
     return [astype(a, np_dtype) for a in arrs]
 
 

@@ -19,13 +19,14 @@ V = _disp.ops.vt  # every op, looked up at call time
 _call_view = _disp.call_view
 _call_binary = _disp.call_binary
 _FROM_NP = _dt._FROM_NP
+_ARRAY_TYPES = {np.ndarray}  # array types taken as they are (CuPy's joins on first sight)
 
 
 class _VersionCounter:
-    __slots__ = ("v",)
-
-    def __init__(self):
-        self.v = 0
+    """Shared by a tensor and its views; bumped by in-place ops. ``v`` reads the class's 0 until the first
+    bump writes the instance's own: one is made per op output, and an ``__init__`` call would cost more
+    than the object."""
+    v = 0
 
 
 def _shape_arg(shape):
@@ -50,8 +51,11 @@ class Tensor:
     @classmethod
     def _make(cls, arr, dev: Device, requires_grad=False):
         t = object.__new__(cls)
-        if type(arr) is not np.ndarray and (not hasattr(arr, "shape") or isinstance(arr, np.generic)):
-            arr = np.asarray(arr)  # Python and numpy scalars become 0-d arrays (CuPy arrays pass)
+        if type(arr) not in _ARRAY_TYPES:
+            if not hasattr(arr, "shape") or isinstance(arr, np.generic):
+                arr = np.asarray(arr)  # Python and numpy scalars become 0-d arrays
+            elif type(arr).__module__.startswith("cupy"):
+                _ARRAY_TYPES.add(type(arr))  # later CuPy arrays skip the checks (a CuPy shape is built per call)
         t._data = arr
         t._device = dev
         d = _FROM_NP.get(arr.dtype)

@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from ..backends.cuda import matmul as _mm_flags
 from ..core import backend as _be
 from . import blaslt
 
@@ -30,6 +31,9 @@ _handles: dict = {}
 _last_stream: dict = {}
 _one32, _zero32 = ctypes.c_float(1.0), ctypes.c_float(0.0)
 _one64, _zero64 = ctypes.c_double(1.0), ctypes.c_double(0.0)
+# alpha/beta as the pointers the GEMM calls take, made once (a byref per call costs on the per-op path)
+_ONE32, _ZERO32 = ctypes.byref(_one32), ctypes.byref(_zero32)
+_ONE64, _ZERO64 = ctypes.byref(_one64), ctypes.byref(_zero64)
 
 
 def _load():
@@ -170,13 +174,12 @@ def matmul(a, b, out_dtype=None):
 
 
 def _types(a, c):
-    """(cuBLAS data type of the inputs, of the output, compute type, scale type, alpha, beta)."""
+    """(cuBLAS data type of the inputs, of the output, compute type, scale type, &alpha, &beta)."""
     dt = _TYPES[a.dtype]
     ct = _TYPES[c.dtype]
     if dt == _R64F:
-        return dt, ct, _C64F, _R64F, _one64, _zero64
-    from ..backends.cuda import matmul as _mm
-    return dt, ct, (_C32F_TF32 if (dt == _R32F and _mm.allow_tf32) else _C32F), _R32F, _one32, _zero32
+        return dt, ct, _C64F, _R64F, _ONE64, _ZERO64
+    return dt, ct, (_C32F_TF32 if (dt == _R32F and _mm_flags._allow_tf32) else _C32F), _R32F, _ONE32, _ZERO32
 
 
 def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch, ldc=None, stride_c=None, accumulate=False):
@@ -196,8 +199,8 @@ def _gemm(cp, a, b, c, la, lb, sa, sb, m, n, k, nbatch, ldc=None, stride_c=None,
         lib.cublasSetStream_v2(h, sp)
         _last_stream[h.value] = sp
     st = lib.cublasGemmStridedBatchedEx(
-        h, lb[0], la[0], n, m, k, ctypes.byref(one),
-        b.data.ptr, dt, lb[1], sb, a.data.ptr, dt, la[1], sa, ctypes.byref(one if accumulate else zero),
+        h, lb[0], la[0], n, m, k, one,
+        b.data.ptr, dt, lb[1], sb, a.data.ptr, dt, la[1], sa, one if accumulate else zero,
         c.data.ptr, ct, ldc, stride_c, nbatch, comp, _ALGO_DEFAULT)
     _check(st, "cublasGemmStridedBatchedEx")
 
@@ -240,7 +243,7 @@ def linear_bias(x2, w, bias):
     GEMM's epilogue (cuBLASLt); None when that path cannot take it (the caller adds the bias itself)."""
     cp = _be.cupy_module()
     if not (supported(x2, w) and x2.ndim == 2 and w.ndim == 2 and bias.dtype == x2.dtype and bias.ndim == 1
-            and w.flags.c_contiguous and bias.flags.c_contiguous):
+            and w._c_contiguous and bias._c_contiguous):
         return None
     m, k = x2.shape
     n = w.shape[0]
@@ -259,7 +262,7 @@ def weight_and_bias_grads(g2, x2, out_dtype=None):
     reduced in the GEMM's epilogue (cuBLASLt), both in ``out_dtype`` (float32 from half operands: the
     accumulator unrounded) or g2's dtype; None when that path cannot take it."""
     cp = _be.cupy_module()
-    if not (supported(g2, x2) and g2.ndim == 2 and x2.ndim == 2 and g2.flags.c_contiguous):
+    if not (supported(g2, x2) and g2.ndim == 2 and x2.ndim == 2 and g2._c_contiguous):
         return None
     k, m = g2.shape
     n = x2.shape[1]

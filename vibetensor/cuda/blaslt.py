@@ -116,13 +116,15 @@ def _plan(h, key, bias_ptr):
     if st != 0 or n.value == 0:
         return None  # descriptors of a failed plan are kept (few, tiny) rather than tracked for destroy
     algo = ctypes.create_string_buffer(res.raw[:64], 64)
-    return desc, lay[0], lay[1], lay[2], algo
+    slot = ctypes.c_void_p(bias_ptr)  # the bias pointer as set per call (plans are per thread: no race)
+    return desc, lay[0], lay[1], lay[2], algo, slot, ctypes.byref(slot)
 
 
 def gemm(cp, a, b, c, la, lb, m, n, k, dt, ct, comp, scale, one, zero, bias=None, epilogue=_EPI_DEFAULT):
     """c (m x n, row-major, contiguous) = a @ b (+ bias per column, or bias <- column sums of a^T: see
-    ``linear``/``linear_grads``), 2-d operands described by blas.py's (op, ld) layouts. False when
-    cuBLASLt cannot do it (not loaded, misaligned operands, no algorithm)."""
+    ``linear``/``linear_grads``), 2-d operands described by blas.py's (op, ld) layouts; ``one``/``zero``
+    are ctypes pointers to alpha and beta (``blas._types``). False when cuBLASLt cannot do it (not
+    loaded, misaligned operands, no algorithm)."""
     if not enabled or (_lib is None and _load() is None):
         return False
     ap, bp, cptr = a.data.ptr, b.data.ptr, c.data.ptr
@@ -139,11 +141,13 @@ def gemm(cp, a, b, c, la, lb, m, n, k, dt, ct, comp, scale, one, zero, bias=None
         plan = _plans[key] = _plan(hw[0], key, bias_ptr)
     if plan is None:
         return False
-    desc, ldesc_a, ldesc_b, ldesc_c, algo = plan
+    desc, ldesc_a, ldesc_b, ldesc_c, algo, slot, slot_ref = plan
     lib = _lib
-    if bias is not None:
-        lib.cublasLtMatmulDescSetAttribute(desc, _DESC_BIAS_POINTER, ctypes.byref(ctypes.c_void_p(bias_ptr)), 8)
-    _check(lib.cublasLtMatmul(hw[0], desc, ctypes.byref(one), bp, ldesc_a, ap, ldesc_b, ctypes.byref(zero),
-                              cptr, ldesc_c, cptr, ldesc_c, algo, hw[1].ptr, _WORKSPACE,
-                              cp.cuda.get_current_stream().ptr), "cublasLtMatmul")
+    if bias is not None and slot.value != bias_ptr:  # a parameter's bias keeps its address across steps
+        slot.value = bias_ptr
+        lib.cublasLtMatmulDescSetAttribute(desc, _DESC_BIAS_POINTER, slot_ref, 8)
+    st = lib.cublasLtMatmul(hw[0], desc, one, bp, ldesc_a, ap, ldesc_b, zero, cptr, ldesc_c, cptr, ldesc_c, algo,
+                            hw[1].ptr, _WORKSPACE, cp.cuda.get_current_stream().ptr)
+    if st:
+        _check(st, "cublasLtMatmul")
     return True

@@ -268,13 +268,13 @@ def linear(input, weight, bias=None):
     place by one kernel in the output's dtype."""
     if (bias is not None and weight.ndim == 2 and bias.shape == (weight.shape[0],) and _ok(input, weight, bias)
             and input.dtype == weight.dtype == bias.dtype and input.ndim >= 1):
-        if input.ndim >= 2 and input.flags.c_contiguous:
+        if input.ndim >= 2 and input._c_contiguous:
             out = blas.linear_bias(input.reshape(-1, input.shape[-1]), weight, bias)
             if out is not None:
                 FUSED_CALLS["linear_epilogue"] += 1
                 return out.reshape(input.shape[:-1] + (weight.shape[0],))
         out = _generic("linear")(input, weight, None)
-        if out.flags.c_contiguous:
+        if out._c_contiguous:
             FUSED_CALLS["linear"] += 1
             return K.bias_add_(out, bias)
         return out + bias
@@ -293,7 +293,7 @@ def linear_backward(g, x, w, need_x=True, need_w=True, need_b=True, bias_shape=N
     g2 = g.reshape(-1, w.shape[0])
     x2 = x.reshape(-1, x.shape[-1])
     gw = gb = None
-    if need_w and need_b and g2.flags.c_contiguous:
+    if need_w and need_b and g2._c_contiguous:
         r = blas.weight_and_bias_grads(g2, x2, dw_dt)
         if r is not None:
             FUSED_CALLS["linear_backward_epilogue"] += 1

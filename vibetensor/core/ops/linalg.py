@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dispatcher import defop
+from .. import backend as _be
+from .. import dispatcher as _disp
+from ..dispatcher import Keep, Key, defop
 from ...errors import DTypeError, ShapeError
 from ..backend import matmul as _bmatmul
 from ._util import V, broadcast_shapes, xp_of
@@ -263,41 +265,47 @@ def linear_autocast(input, weight, bias, dtype):
     the low-precision copies are saved in place of the float32 operands (``Keep``), as PyTorch's cast
     nodes save their outputs: backward casts nothing again, and a float32 input no step needs is freed.
     The output is in ``dtype``."""
-    from ..dispatcher import REGISTRY, Key, Keep
-    from ..backend import astype_many, is_cuda_array
     np_dt = dtype.np
     ops = [input, weight] if bias is None else [input, weight, bias]
     todo = [i for i, a in enumerate(ops) if a.dtype != np_dt]
     if todo:  # one launch for all the casts on CUDA
-        for i, c in zip(todo, astype_many([ops[i] for i in todo], np_dt)):
+        for i, c in zip(todo, _be.astype_many([ops[i] for i in todo], np_dt)):
             ops[i] = c
-    kernels = REGISTRY["vt::linear"].kernels
-    out = kernels[Key.CUDA if is_cuda_array(ops[0]) else Key.CPU](ops[0], ops[1], ops[2] if bias is not None else None)
-    copies = {i: ops[i] for i in todo if i < 2}
+    out = _LINEAR.kernels[Key.CUDA if _be.is_cuda_array(ops[0]) else Key.CPU](ops[0], ops[1],
+                                                                              None if bias is None else ops[2])
+    if not todo or todo[0] > 1:
+        return out
     # the copies stand in for the operands in ctx.args too: their own dtypes go along for the gradients
-    return Keep(out, copies, (input.dtype, weight.dtype)) if copies else out
+    return Keep(out, {i: ops[i] for i in todo if i < 2}, (input.dtype, weight.dtype))
+
+
+_LINEAR = _disp.REGISTRY["vt::linear"]
+_LINEAR_BWD = _disp.REGISTRY["vt::linear_backward"]
 
 
 @linear_autocast.def_backward
 def _(ctx, g):
     # on arrays, as the forward: the GEMMs and the casts back are this node's work alone
-    from ..dispatcher import REGISTRY, Key, _Tensor
-    from ..backend import astype, device_guard
     x, w = ctx.saved  # in ``dtype``: the forward's copies, or the operands if they were in it already
-    b, dtype = ctx.args[2], ctx.args[3]
+    args = ctx.args
+    b, dtype = args[2], args[3]
     need = ctx.needs_input_grad
     np_dt, dev = dtype.np, x._device
-    with device_guard(dev):
-        xa, wa, ga = (t._data if t._dtype is dtype else astype(t._data, np_dt) for t in (x, w, g))
+    astype, T = _be.astype, _disp._Tensor
+    with _be.device_guard(dev):
+        xa = x._data if x._dtype is dtype else astype(x._data, np_dt)
+        wa = w._data if w._dtype is dtype else astype(w._data, np_dt)
+        ga = g._data if g._dtype is dtype else astype(g._data, np_dt)
         # each gradient in its input's dtype, float32 ones straight from the GEMMs' float32 accumulators
-        dts = tuple(ctx.kept or (ctx.args[0].dtype.np, ctx.args[1].dtype.np)) + (np_dt if b is None else b.dtype.np,)
-        grads = REGISTRY["vt::linear_backward"].kernels[Key.CUDA if dev.type == "cuda" else Key.CPU](
+        kept = ctx.kept or (args[0].dtype.np, args[1].dtype.np)
+        dts = (kept[0], kept[1], np_dt if b is None else b.dtype.np)
+        grads = _LINEAR_BWD.kernels[Key.CUDA if dev.type == "cuda" else Key.CPU](
             ga, xa, wa, need[0], need[1], b is not None and need[2], None if b is None else tuple(b.shape), dts)
         out = []
-        for arr, d in zip(grads, dts[:2] if b is None else dts):
+        for arr, d in zip(grads, dts if b is not None else dts[:2]):
             if arr is not None and arr.dtype != d:
                 arr = astype(arr, d)
-            out.append(None if arr is None else _Tensor._make(arr, dev))
+            out.append(None if arr is None else T._make(arr, dev))
     return tuple(out)
 
 

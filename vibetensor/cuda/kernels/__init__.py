@@ -95,7 +95,7 @@ def _threads(n):
 
 def _c(x):
     """x in C order; a contiguous x is returned as is (CuPy's ascontiguousarray costs ~10 us even then)."""
-    return x if x.flags.c_contiguous else _be.cupy_module().ascontiguousarray(x)
+    return x if x._c_contiguous else _be.cupy_module().ascontiguousarray(x)
 
 
 def _ptr(a):
@@ -132,24 +132,29 @@ def _ln_vpt(N):
 
 
 def _col_partials(name, dy, x, mean, rstd, with_b):
+    """(dw, db or None) of layer norm (rms norm: ``mean`` None): per-block column partials of both in one
+    buffer, then one launch summing both (two views of one output)."""
     cp = _be.cupy_module()
     N = x.shape[-1]
     M = x.size // max(N, 1)
     G = int(min(256, max(1, M // 32)))  # enough blocks to fill the GPU at hidden sizes of a few hundred
-    pw = cp.ndarray((G, N), dtype=cp.float32)
-    pb = cp.ndarray((G, N), dtype=cp.float32) if with_b else None
+    parts = 2 if with_b else 1
+    pw = cp.ndarray((parts * G, N), dtype=cp.float32)
     _fn("ln_bwd_dwb", x.dtype)(((N + 255) // 256, G), (256,),
-                               (dy, x, _ptr(mean), rstd, pw, _ptr(pb), cp.int64(M), cp.int64(N)))
-    return _partial_sum(pw), (_partial_sum(pb) if with_b else None)
+                               (dy, x, _ptr(mean), rstd, pw, cp.int32(with_b), M, N))
+    out = _partial_sum(pw, parts)
+    return (out[:N], out[N:]) if with_b else (out, None)
 
 
-def _partial_sum(part):
-    """(G, N) float32 partial sums -> (N,): one small kernel (a CuPy reduction costs ~3x the host time)."""
+def _partial_sum(part, parts=1):
+    """(parts * G, N) float32 partial sums -> (parts * N,): one small kernel (a CuPy reduction costs ~3x the
+    host time); ``parts`` stacked (G, N) blocks give ``parts`` stacked sums."""
     cp = _be.cupy_module()
     G, N = part.shape
-    out = cp.ndarray((N,), dtype=cp.float32)
+    G //= parts
+    out = cp.ndarray((parts * N,), dtype=cp.float32)
     if N:
-        _mod_fn("partial_sum")(((N * 32 + 255) // 256,), (256,), (part, out, cp.int64(G), cp.int64(N)))
+        _mod_fn("partial_sum")(((N * 32 + 255) // 256, parts), (256,), (part, out, G, N))
     return out
 
 
@@ -162,13 +167,12 @@ def cast(x, dtype):
     """``x.astype(dtype)``: float32 <-> float16/bfloat16 of a contiguous, 16-byte aligned x by a vectorised
     kernel, anything else by CuPy."""
     dtype = np.dtype(dtype)
-    if (x.dtype, dtype) not in _CAST or not x.flags.c_contiguous or x.data.ptr % 16:
+    if (x.dtype, dtype) not in _CAST or not x._c_contiguous or x.data.ptr % 16:
         return x.astype(dtype)
-    cp = _be.cupy_module()
-    y = cp.ndarray(x.shape, dtype=dtype)
+    y = _be.cupy_module().ndarray(x.shape, dtype=dtype)
     n = x.size
     if n:
-        _fn("cast4", x.dtype, dtype)(*_grid4(n), (x, y, cp.int64(n)))
+        _fn("cast4", x.dtype, dtype)(*_grid4(n), (x, y, n))
     return y
 
 
@@ -177,17 +181,25 @@ def cast_many(arrs, dtype):
     autocast linear's input, weight and bias) by one launch when all are contiguous and 16-byte aligned;
     else one ``cast`` each."""
     dtype = np.dtype(dtype)
-    if not 1 < len(arrs) <= 3 or (_F32, dtype) not in _CAST or any(
-            a.dtype != _F32 or not a.flags.c_contiguous or a.data.ptr % 16 for a in arrs):
+    n = len(arrs)
+    ok = 1 < n <= 3 and (_F32, dtype) in _CAST
+    if ok:
+        for a in arrs:
+            if a.dtype != _F32 or not a._c_contiguous or a.data.ptr % 16:
+                ok = False
+                break
+    if not ok:
         return [cast(a, dtype) for a in arrs]
-    cp = _be.cupy_module()
-    outs = [cp.ndarray(a.shape, dtype=dtype) for a in arrs]
-    total = sum(a.size for a in arrs)
+    nd = _be.cupy_module().ndarray
+    args, outs, total = [], [], 0
+    for a in arrs:  # Python ints reach the kernel as int64 (CuPy's conversion): no numpy scalar per argument
+        o = nd(a.shape, dtype=dtype)
+        outs.append(o)
+        args += (a, o, a.size)
+        total += a.size
     if total:
-        args = []
-        for a, o in zip(arrs, outs):
-            args += [a, o, cp.int64(a.size)]
-        args += [arrs[0], outs[0], cp.int64(0)] * (3 - len(arrs))
+        if n < 3:
+            args += (arrs[0], outs[0], 0) * (3 - n)
         _fn("cast4x3", _F32, dtype)(*_grid4(total), tuple(args))
     return outs
 
@@ -204,7 +216,7 @@ def cat(arrs, d):
         outer *= n
     widths = []
     for a in arrs:
-        if a.dtype != dt or not a.flags.c_contiguous:
+        if a.dtype != dt or not a._c_contiguous:
             return None
         widths.append(a.size // outer if outer else 0)
     cp = _be.cupy_module()
@@ -534,7 +546,7 @@ def binary(a, b, op, alpha=1.0):
     od = _BINARY.get((a.dtype, b.dtype))
     if od is None or (a.dtype == b.dtype and a.size < BINARY_MIN[od]):
         return None
-    if not (a.flags.c_contiguous and b.flags.c_contiguous) or (a.data.ptr | b.data.ptr) % 16:
+    if not (a._c_contiguous and b._c_contiguous) or (a.data.ptr | b.data.ptr) % 16:
         return None
     cp = _be.cupy_module()
     c = cp.ndarray(a.shape, od)

@@ -157,11 +157,6 @@ def _out_like(x, dtype, mirror=True):
     return o, _bht(o)[2]
 
 
-def _i64(t):
-    cp = _be.cupy_module()
-    return tuple(cp.int64(v) for v in t)
-
-
 def flash_fwd(q, k, v, scale, causal, mirror=True):
     """-> (o in q's shape and dtype, in q's layout when ``mirror`` (``_out_like``) else contiguous,
     lse float32 (B*H, Tq))."""
@@ -175,8 +170,9 @@ def flash_fwd(q, k, v, scale, causal, mirror=True):
     BH = q.size // (Tq * D)
     o, os_ = _out_like(q, q.dtype, mirror)
     lse = cp.ndarray((BH, Tq), dtype=cp.float32)
-    args = (q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs),
-            cp.float32(scale), cp.int32(bool(causal)), *_i64(os_))
+    # strides go as Python ints, which CuPy passes as int64 (no numpy scalar per argument)
+    args = (q2, k2, v2, o, lse, cp.int32(H), cp.int32(Tq), cp.int32(Tk), *qs, *ks, *vs,
+            cp.float32(scale), cp.int32(bool(causal)), *os_)
     if tensor_cores(q.dtype):
         _flash_tc_fn("flash_fwd_tc", q.dtype, D)(((Tq + _TC_ROWS - 1) // _TC_ROWS, BH), (128,), args)
     elif tiled_f32(q.dtype):
@@ -206,16 +202,16 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
     delta = cp.ndarray((BH, Tq), dtype=cp.float32)
     rows = BH * Tq
     _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
-        o2, g2, delta, cp.int32(H), cp.int32(Tq), *_i64(gs), cp.int64(rows), *_i64(os_)))
+        o2, g2, delta, cp.int32(H), cp.int32(Tq), *gs, rows, *os_))
     # each gradient in its input's layout (dk and dv share one: k's), so the views the model took of
     # q/k/v (reshape, transpose) map their gradients back without copies
     dq, dqs = _out_like(q, q.dtype)
     dk, dks = _out_like(k, q.dtype)
     dv = _out_like(k, q.dtype)[0]
-    common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *_i64(qs), *_i64(ks), *_i64(vs), *_i64(gs),
+    common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *qs, *ks, *vs, *gs,
               cp.float32(scale), cp.int32(bool(causal)))
-    dq_args = (q2, k2, v2, g2, lse, delta, dq) + common + _i64(dqs)
-    dkdv_args = (q2, k2, v2, g2, lse, delta, dk, dv) + common + _i64(dks)
+    dq_args = (q2, k2, v2, g2, lse, delta, dq) + common + dqs
+    dkdv_args = (q2, k2, v2, g2, lse, delta, dk, dv) + common + dks
     if tiled_f32(q.dtype):
         f, smem = _flash_f32_fn("flash_bwd_dq_f32", D)
         f(((Tq + _TF_ROWS - 1) // _TF_ROWS, BH), (256,), dq_args, shared_mem=smem)

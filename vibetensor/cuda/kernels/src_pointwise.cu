@@ -53,7 +53,10 @@ __global__ void col_sum(const T* x, float* partial, long long M, long long N) {
 }
 
 // out[c] = sum over g of partial[g, c] (the second pass of the column sums above): one warp per column.
+// gridDim.y stacked (G, N) inputs give gridDim.y stacked outputs of N (layer norm's weight and bias).
 extern "C" __global__ void partial_sum(const float* partial, float* out, long long G, long long N) {
+  partial += blockIdx.y * G * N;
+  out += blockIdx.y * N;
   long long c = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
   int lane = threadIdx.x & 31;
   if (c >= N) return;

@@ -112,10 +112,11 @@ __global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, float* mean, 
 // Column partial sums for dweight/dbias: partial[g, c] over rows r = g, g+G, ...
 template <typename T>
 __global__ void ln_bwd_dwb(const T* dy, const T* x, const float* mean, const float* rstd,
-                           float* pw, float* pb, long long M, long long N) {
+                           float* pw, int with_b, long long M, long long N) {
   long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   int g = blockIdx.y, G = gridDim.y;
   if (c >= N) return;
+  float* pb = with_b ? pw + (long long)G * N : nullptr;  // the bias partials follow the weight's (one buffer)
   float sw = 0.f, sb = 0.f;
   for (long long r = g; r < M; r += G) {
     float d = ld(dy, r * N + c);
