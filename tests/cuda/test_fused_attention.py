@@ -238,18 +238,25 @@ def test_flash_falls_back_for_other_head_dims():
     assert f.FUSED_CALLS["sdpa_flash"] == before
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_flash_outputs_mirror_the_input_layout(dtype):
-    """q/k/v viewed from a (B, T, 3, H, D) qkv buffer: the output and dq/dk/dv are stored (B, T, H, D) like
+@pytest.mark.parametrize("fused_qkv", [True, False], ids=["qkv-thirds", "separate"])
+def test_flash_outputs_mirror_the_input_layout(dtype, fused_qkv):
+    """q/k/v viewed as heads of (B, T, H*D) rows: the output and dq/dk/dv are stored (B, T, H, D) like
     them (so transpose(1, 2).reshape(B, T, H*D) is a view), with the same values, bit for bit, as the
-    kernels give for contiguous inputs."""
+    kernels give for contiguous inputs. q/k/v that are the thirds of one (B, T, 3*H*D) projection get
+    dq/dk/dv as the thirds of one new buffer of that layout (split's backward then needs no copy)."""
     import cupy as cp
     from vibetensor.cuda import kernels as K
 
     def bits(a):  # bitwise comparison, also for bfloat16
         return a.view(np.uint16 if a.itemsize == 2 else np.uint32)
     B, T, H, Dh = 2, 37, 4, 16
-    qkv = vt.tensor(np.random.randn(B, T, 3 * H * Dh), dtype=dtype, device="cuda")._data
-    q, k, v = (qkv[..., i * H * Dh:(i + 1) * H * Dh].reshape(B, T, H, Dh).transpose(0, 2, 1, 3) for i in range(3))
+    if fused_qkv:
+        qkv = vt.tensor(np.random.randn(B, T, 3 * H * Dh), dtype=dtype, device="cuda")._data
+        q, k, v = (qkv[..., i * H * Dh:(i + 1) * H * Dh].reshape(B, T, H, Dh).transpose(0, 2, 1, 3)
+                   for i in range(3))
+    else:
+        q, k, v = (vt.tensor(np.random.randn(B, T, H * Dh), dtype=dtype, device="cuda")._data
+                   .reshape(B, T, H, Dh).transpose(0, 2, 1, 3) for _ in range(3))
     g = vt.tensor(np.random.randn(B, T, H, Dh), dtype=dtype, device="cuda")._data.transpose(0, 2, 1, 3)
     o = K.flash_fwd(q, k, v, 0.25, True)[0]
     assert o.transpose(0, 2, 1, 3).flags.c_contiguous and not o.flags.c_contiguous
@@ -258,9 +265,54 @@ def test_flash_outputs_mirror_the_input_layout(dtype):
     assert oc.flags.c_contiguous
     assert cp.array_equal(bits(o), bits(oc))
     grads, grads_c = K.flash_bwd(g, q, k, v, 0.25, True), K.flash_bwd(gc, qc, kc, vc, 0.25, True)
-    for a, c in zip(grads, grads_c):
-        assert a.transpose(0, 2, 1, 3).flags.c_contiguous and c.flags.c_contiguous
+    for i, (a, c) in enumerate(zip(grads, grads_c)):
+        assert c.flags.c_contiguous
+        if fused_qkv:
+            assert a.strides == q.strides and a.data.ptr == grads[0].data.ptr + i * H * Dh * a.itemsize
+        else:
+            assert a.transpose(0, 2, 1, 3).flags.c_contiguous
         assert cp.array_equal(bits(a), bits(c))
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.bfloat16])
+@pytest.mark.parametrize("leaf", [False, True], ids=["projected", "leaf"])
+def test_split_backward_joins_flash_gradients_without_a_copy(dtype, leaf, monkeypatch):
+    """The attention layer's pattern, qkv.split(d, -1) -> reshape -> transpose -> sdpa: the split's backward
+    joins dq/dk/dv (written as thirds of one buffer) as a view instead of a cat, with the gradients of the
+    same ops made to copy (q/k/v made contiguous). A leaf qkv gets its own copy as .grad."""
+    from vibetensor.core.ops import shape_split
+    B, T, H, Dh = 2, 33, 2, 32
+    d = H * Dh
+    x_np, w_np = np.random.randn(B, T, d), np.random.randn(3 * d, d) * 0.2
+    joined = []
+    orig = shape_split.join_adjacent
+    monkeypatch.setattr(shape_split, "join_adjacent", lambda ts, dim: joined.append(orig(ts, dim)) or joined[-1])
+
+    def grads(copy):
+        x = vt.tensor(x_np, dtype=dtype, device="cuda", requires_grad=True)
+        w = vt.tensor(w_np, dtype=dtype, device="cuda", requires_grad=True)
+        qkv = x @ w.t()
+        if leaf:
+            qkv = qkv.detach().requires_grad_()
+        q, k, v = qkv.split(d, dim=-1)
+        q, k, v = (t.reshape(B, T, H, Dh).transpose(1, 2) for t in (q, k, v))
+        if copy:
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        wts = vt.tensor(np.linspace(-1, 1, out.numel()).reshape(out.shape), dtype=vt.float32, device="cuda")
+        (out.float() * wts).sum().backward()
+        return qkv.grad if leaf else x.grad, None if leaf else w.grad
+    got = grads(copy=False)
+    assert joined and joined[-1] is not None  # the split's backward took the view
+    n = len(joined)
+    want = grads(copy=True)
+    assert joined[n:] == [None]  # contiguous copies: separate buffers, cat as before
+    for a, b in zip(got, want):  # the same kernels on the same values: equal up to GEMM algorithm choice
+        if a is not None:
+            tol = 1e-5 if dtype is vt.float32 else 1e-2
+            np.testing.assert_allclose(a.float().cpu().numpy(), b.float().cpu().numpy(), rtol=tol, atol=tol)
+    if leaf:
+        assert got[0]._base is None and got[0]._data.flags.c_contiguous  # .grad is a copy, not the view
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

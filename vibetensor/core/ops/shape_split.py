@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from .. import dispatcher as _disp
 from ..dispatcher import defop
 from ._util import V, wrap_dim, xp_of
 from .shape_util import defop_sig, params, promote_arrays
@@ -43,7 +44,40 @@ def split(a, split_size_or_sections, dim=0):
 @split.def_backward
 def _(ctx, *grads):
     p = params(ctx, split)
-    return V.cat(list(grads), wrap_dim("split", p["dim"], p["a"].ndim))
+    d = wrap_dim("split", p["dim"], p["a"].ndim)
+    joined = join_adjacent(grads, d)
+    return V.cat(list(grads), d) if joined is None else joined
+
+
+def join_adjacent(ts, d):
+    """``cat(ts, d)`` as a view when the CUDA tensors ``ts`` already lie side by side along d in one buffer
+    (equal strides, each starting where the previous ends): flash attention writes the gradients of a
+    fused q/k/v projection's thirds that way (``flash._grads_like``), so split's backward costs no copy.
+    The view's ``_base`` is ts[0], so a leaf that receives it as its gradient copies it first (autograd's
+    rule for views). None when that does not apply."""
+    t0 = ts[0] if ts else None
+    T = _disp._Tensor
+    if type(t0) is not T or len(ts) < 2 or t0._device.type != "cuda":
+        return None
+    a0 = t0._data
+    strides, shape = a0.strides, list(a0.shape)
+    step = strides[d]
+    if step <= 0 or shape[d] == 0:
+        return None
+    ptr = a0.data.ptr + shape[d] * step
+    for t in ts[1:]:
+        if type(t) is not T or t._device is not t0._device or t._dtype is not t0._dtype:
+            return None
+        a = t._data
+        if a.ndim != a0.ndim or a.strides != strides or a.data.ptr != ptr or a.shape[d] == 0 or any(
+                n != m for i, (n, m) in enumerate(zip(a.shape, a0.shape)) if i != d):
+            return None
+        ptr += a.shape[d] * step
+        shape[d] += a.shape[d]
+    out = T._make(type(a0)(tuple(shape), a0.dtype, memptr=a0.data, strides=strides), t0._device)
+    out._vc = t0._vc
+    out._base = t0 if t0._base is None else t0._base
+    return out
 
 
 @defop("chunk", composite=True)

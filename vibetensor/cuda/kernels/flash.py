@@ -157,6 +157,28 @@ def _out_like(x, dtype, mirror=True):
     return o, _bht(o)[2]
 
 
+def _grads_like(q, k, v, dtype):
+    """(dq, its strides, dk, dv, their strides): each gradient in its input's layout (``_out_like``; dk and
+    dv share k's). q, k, v that are the three thirds of one fused projection's rows (``qkv.split(d, -1)``
+    viewed as heads: one shape and strides, token stride 3 * H * D, k and v H * D and 2 * H * D elements
+    after q) get their gradients as the same thirds of one new buffer: the split's backward then joins
+    them without a copy (``shape_split.join_adjacent``)."""
+    if q.ndim == 4 and q.shape == k.shape == v.shape and q.strides == k.strides == v.strides:
+        B, H, T, D = q.shape
+        isz = q.itemsize
+        sb, sh, st, sd = (x // isz for x in q.strides)
+        hd = H * D
+        if (sd == 1 and sh == D and st == 3 * hd and sb == T * st and k.data.ptr - q.data.ptr == hd * isz
+                and v.data.ptr - k.data.ptr == hd * isz):
+            nd = _be.cupy_module().ndarray
+            buf = nd((B * sb,), dtype=dtype)
+            dq, dk, dv = (nd(q.shape, dtype, memptr=buf.data + i * hd * isz, strides=q.strides) for i in range(3))
+            return dq, (sb, sh, st), dk, dv, (sb, sh, st)
+    dq, dqs = _out_like(q, dtype)
+    dk, dks = _out_like(k, dtype)
+    return dq, dqs, dk, _out_like(k, dtype)[0], dks
+
+
 def flash_fwd(q, k, v, scale, causal, mirror=True):
     """-> (o in q's shape and dtype, in q's layout when ``mirror`` (``_out_like``) else contiguous,
     lse float32 (B*H, Tq))."""
@@ -203,11 +225,9 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
     rows = BH * Tq
     _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
         o2, g2, delta, cp.int32(H), cp.int32(Tq), *gs, rows, *os_))
-    # each gradient in its input's layout (dk and dv share one: k's), so the views the model took of
-    # q/k/v (reshape, transpose) map their gradients back without copies
-    dq, dqs = _out_like(q, q.dtype)
-    dk, dks = _out_like(k, q.dtype)
-    dv = _out_like(k, q.dtype)[0]
+    # each gradient in its input's layout, so the views the model took of q/k/v (reshape, transpose)
+    # map their gradients back without copies
+    dq, dqs, dk, dv, dks = _grads_like(q, k, v, q.dtype)
     common = (cp.int32(H), cp.int32(Tq), cp.int32(Tk), *qs, *ks, *vs, *gs,
               cp.float32(scale), cp.int32(bool(causal)))
     dq_args = (q2, k2, v2, g2, lse, delta, dq) + common + dqs
