@@ -452,7 +452,7 @@ def _run(roots, grads, retain_graph, capture, accumulate):
                 if mb[idx] is None:
                     mb[idx] = g
                 else:
-                    mb[idx] = mb[idx] + g
+                    mb[idx] = _sum_grads(mb[idx], g)
             d = deps[m] - 1
             deps[m] = d
             if d == 0 and m not in pushed:
@@ -463,6 +463,22 @@ def _run(roots, grads, retain_graph, capture, accumulate):
             # time"): dropping its edges lets the rest of the graph die with the step instead of
             # living on behind a kept loss tensor, where Python's collector would traverse it
             node.next = ()
+
+
+def _sum_grads(a, b):
+    """``a + b`` for two gradients flowing into one input (a tensor used twice: the residual stream), by
+    the add op's backend kernel without the dispatcher when both are plain tensors of one dtype, shape and
+    device (the engine runs with grad mode off and nothing is recorded); else the dispatched add."""
+    T = _disp._Tensor
+    if (type(a) is T and type(b) is T and a._device is b._device and a._dtype is b._dtype
+            and a._data.shape == b._data.shape):
+        dev = a._device
+        k = _disp.REGISTRY["vt::add"].kernels.get(_disp.Key.CUDA if dev.type == "cuda" else _disp.Key.CPU)
+        if k is not None and _disp._autocast_hook is None:
+            with _disp._be.device_guard(dev):
+                out = k(a._data, b._data)
+            return T._make(out.out if type(out) is _disp.Keep else out, dev)
+    return a + b
 
 
 def _free(ctx):

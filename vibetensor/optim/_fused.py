@@ -29,7 +29,7 @@ def ineligible_reason(group, params, decoupled):
             return f"parameters on several devices ({dev}, {d})"
         if p._dtype is not f32 or p.grad._dtype is not f32:
             return f"a {p._dtype.name} parameter or {p.grad._dtype.name} gradient (the fused kernel takes float32)"
-        if p._is_sharded or not p._data.flags.c_contiguous:
+        if p._is_sharded or not p._data._c_contiguous:
             return "a sharded or non-contiguous parameter"
     return None
 
@@ -43,7 +43,7 @@ def fused_adamw_step(opt, gi, group, params, states):
     for p, st in zip(params, states):
         for k in ("exp_avg", "exp_avg_sq"):  # the kernel indexes flat memory: state must be dense float32
             t = st[k]
-            if t._dtype is not f32 or not t._data.flags.c_contiguous:
+            if t._dtype is not f32 or not getattr(t._data, "_c_contiguous", False):
                 st[k] = t.to(p.dtype).contiguous().clone()
         s = st["step"]
         step = float(s._data) if type(s._data) is np.ndarray else s.item()  # the CPU counter: no dispatch
@@ -52,7 +52,7 @@ def fused_adamw_step(opt, gi, group, params, states):
     with _be.device_guard(params[0].device):
         for step, items in buckets.items():
             ps = [p._data for p, _ in items]
-            gs = [p.grad._data if p.grad._data.flags.c_contiguous else p.grad._data.copy() for p, _ in items]
+            gs = [p.grad._data if p.grad._data._c_contiguous else p.grad._data.copy() for p, _ in items]
             ms = [st["exp_avg"]._data for _, st in items]
             vs = [st["exp_avg_sq"]._data for _, st in items]
             key = tuple(a.data.ptr for a in ps + ms + vs)
