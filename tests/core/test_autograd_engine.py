@@ -236,3 +236,32 @@ def test_library_override_turns_off_the_mixed_dtype_shortcut():
         assert op.mixed_cuda is sentinel
     finally:
         op.mixed_cuda = prev
+
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_two_gradients_of_one_tensor_sum_without_dispatch(device, monkeypatch):
+    """A tensor used twice (the residual stream) gets its two gradients summed by the add kernel directly:
+    the right values (float32 and float64), and on CUDA the dispatcher is not entered for the sum (CPU
+    float adds skip it anyway: ``dispatcher.call_binary``)."""
+    if device == "cuda" and not vt.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from vibetensor.core import autograd as A
+    from vibetensor.core import dispatcher as D
+    rng = np.random.default_rng(3)
+    for dtype in (vt.float32, vt.float64):
+        x = vt.tensor(rng.standard_normal((4, 5)), dtype=dtype, device=device, requires_grad=True)
+        w = vt.tensor(rng.standard_normal((5, 5)), dtype=dtype, device=device)
+        h = x @ w
+        y = (h * 3.0 + h.tanh()).sum()  # h feeds two ops: two gradients meet in the engine
+        sums, adds = [], []
+        orig_sum, orig_dispatch = A._sum_grads, D.dispatch
+        monkeypatch.setattr(A, "_sum_grads", lambda a, b: sums.append(1) or orig_sum(a, b))
+        monkeypatch.setattr(D, "dispatch", lambda op, args, kw: (adds.append(op.name) if op.name == "add" else None)
+                            or orig_dispatch(op, args, kw))
+        y.backward()
+        monkeypatch.undo()
+        hn, wn = x.detach().cpu().numpy() @ w.cpu().numpy(), w.cpu().numpy()
+        want = (3.0 + (1 - np.tanh(hn) ** 2)) @ wn.T
+        np.testing.assert_allclose(x.grad.cpu().numpy(), want, rtol=1e-5 if dtype is vt.float32 else 1e-12)
+        assert sums and not adds
