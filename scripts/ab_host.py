@@ -74,6 +74,9 @@ def main():
     a = ap.parse_args()
     base_dir = a.base_dir or tempfile.mkdtemp(prefix="vtbase-")
     if a.base:
+        import atexit
+        import shutil
+        atexit.register(shutil.rmtree, base_dir, True)
         make_base(a.base, base_dir)
     sys.path[:0] = [ROOT, os.path.join(ROOT, "benchmarks"), os.path.abspath(base_dir)]
     import vibetensor
