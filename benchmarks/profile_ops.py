@@ -25,11 +25,14 @@ from gpt import GPT, GPTConfig  # noqa: E402
 from train_gpt import CONFIGS  # noqa: E402
 
 
-def vt_train_step(cfg, amp, device="cuda"):
-    """train_gpt's vibetensor step (AdamW, bf16 autocast when amp) on one fixed batch, as a closure."""
+def vt_train_step(cfg, amp, device="cuda", lib=vt, gpt=None):
+    """train_gpt's vibetensor step (AdamW, bf16 autocast when amp) on one fixed batch, as a closure.
+    ``lib``/``gpt``: another copy of the package and a gpt module built on it (scripts/ab_host.py)."""
+    vt = lib
+    G, C = (GPT, GPTConfig) if gpt is None else (gpt.GPT, gpt.GPTConfig)
     dim, layers, heads, batch, seq, vocab = cfg
     vt.manual_seed(0)
-    m = GPT(GPTConfig(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to(device)
+    m = G(C(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to(device)
     opt = vt.optim.AdamW(m.parameters(), lr=3e-4)
     b = np.random.default_rng(0).integers(0, vocab, size=(batch, seq + 1))
     x, y = vt.tensor(b[:, :-1], device=device), vt.tensor(b[:, 1:], device=device)

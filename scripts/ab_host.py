@@ -37,28 +37,12 @@ def make_base(rev, out_dir):
 
 
 def build(vt, cfg, dev, amp, src):
-    """train_gpt's vibetensor step (AdamW, optional bf16 autocast) on one fixed batch, for package vt."""
-    import numpy as np
+    """profile_ops' train step (train_gpt's model, AdamW, optional bf16 autocast) built on package vt."""
+    from profile_ops import vt_train_step
     mod = types.ModuleType(f"gpt_{vt.__name__}")
     sys.modules[mod.__name__] = mod  # dataclasses look their module up
     exec(compile(src.replace("vibetensor", vt.__name__), mod.__name__, "exec"), mod.__dict__)
-    dim, layers, heads, batch, seq, vocab = cfg
-    vt.manual_seed(0)
-    m = mod.GPT(mod.GPTConfig(vocab=vocab, seq=seq, dim=dim, layers=layers, heads=heads)).to(dev)
-    opt = vt.optim.AdamW(m.parameters(), lr=3e-4)
-    b = np.random.default_rng(0).integers(0, vocab, size=(batch, seq + 1))
-    x, y = vt.tensor(b[:, :-1], device=dev), vt.tensor(b[:, 1:], device=dev)
-    F = vt.nn.functional
-
-    def step():
-        with vt.autocast("cuda", dtype=vt.bfloat16, enabled=amp):
-            logits = m(x)
-        loss = F.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
-    return step, (vt.cuda.synchronize if dev == "cuda" else (lambda: None))
+    return vt_train_step(cfg, amp, dev, lib=vt, gpt=mod), (vt.cuda.synchronize if dev == "cuda" else (lambda: None))
 
 
 def main():
