@@ -143,7 +143,7 @@ def gemm(cp, a, b, c, la, lb, m, n, k, dt, ct, comp, scale, one, zero, bias=None
         return False
     desc, ldesc_a, ldesc_b, ldesc_c, algo, slot, slot_ref = plan
     lib = _lib
-    if bias is not None and slot.value != bias_ptr:  # a parameter's bias keeps its address across steps
+    if bias is not None and slot.value != bias_ptr:  # skip the setter when the last call on this plan had this bias
         slot.value = bias_ptr
         lib.cublasLtMatmulDescSetAttribute(desc, _DESC_BIAS_POINTER, slot_ref, 8)
     st = lib.cublasLtMatmul(hw[0], desc, one, bp, ldesc_a, ap, ldesc_b, zero, cptr, ldesc_c, cptr, ldesc_c, algo,
