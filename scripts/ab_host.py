@@ -6,6 +6,7 @@ The older copy is the package at --base, renamed ``vtbase``:
 
     python scripts/ab_host.py --base e7e0e18 [--device cuda] [--config medium] [--amp] [--steps 10] [--rounds 8]
     python scripts/ab_host.py --base-dir DIR ...   (DIR/vtbase prepared already, e.g. on a machine without git)
+    python scripts/ab_host.py --make-base REV DIR  (prepare DIR/vtbase here, then carry DIR to the GPU machine)
 """
 from __future__ import annotations
 
@@ -50,12 +51,17 @@ def main():
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--base", help="git revision to compare against")
     g.add_argument("--base-dir", help="a directory holding the older copy as package vtbase")
+    g.add_argument("--make-base", nargs=2, metavar=("REV", "DIR"), help="only write REV as DIR/vtbase")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--config", default="medium", help="a train_gpt config, or tiny (medium's ops, negligible compute)")
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--steps", type=int, default=10, help="steps per round")
     ap.add_argument("--rounds", type=int, default=8)
     a = ap.parse_args()
+    if a.make_base:
+        os.makedirs(a.make_base[1], exist_ok=True)
+        make_base(*a.make_base)
+        return
     base_dir = a.base_dir or tempfile.mkdtemp(prefix="vtbase-")
     if a.base:
         import atexit

@@ -29,6 +29,15 @@ def test_ab_host_runs_both_copies_to_the_same_loss():
     assert float(new) == pytest.approx(float(base), rel=1e-3)
 
 
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs the git checkout")
+def test_ab_host_make_base_writes_a_renamed_copy(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "ab_host.py"), "--make-base", "HEAD", str(tmp_path)],
+                   check=True, timeout=120, cwd=ROOT)
+    init = (tmp_path / "vtbase" / "__init__.py").read_text()
+    assert "vtbase" in init and "vibetensor" not in init
+    assert (tmp_path / "vtbase" / "cuda" / "kernels" / "src_flash.cu").exists()
+
+
 def test_spy_report_counts_samples_under_the_mark(tmp_path, capsys):
     raw = tmp_path / "prof.txt"
     raw.write_text("<module> (a.py:1);timed_steps (s.py:5);f (x.py:3);g (y.py:7) 6\n"
