@@ -25,6 +25,7 @@ def _seed():
     np.random.seed(0)
     yield
     backend._pending.clear()  # a deferred CUDA check a test left behind must not fail the next test
+    backend._inflight.clear()
 
 
 DEVICES = ["cpu"] + (["cuda"] if backend.cuda_available() else [])

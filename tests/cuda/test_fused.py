@@ -30,6 +30,30 @@ def test_layer_norm(dtype, n):
         _compare(fn, [x, w, b], dtype, *TOL[dtype], "layer_norm")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [8, 768, 3000])  # warp-per-row kernels and block-per-row (3000)
+def test_layer_norm_backward_reuses_the_forward_statistics(dtype, n):
+    """Under autograd the fused forward keeps its row means and rstds for the backward, which then skips
+    computing them: the gradients equal those of the backward that recomputes them from x."""
+    rs = np.random.RandomState(2)
+    x = vt.tensor(rs.randn(3, 5, n) * 2 + 1, dtype=dtype, device="cuda", requires_grad=True)
+    w = vt.tensor(rs.randn(n), dtype=vt.float32, device="cuda", requires_grad=True)
+    b = vt.tensor(rs.randn(n), dtype=vt.float32, device="cuda", requires_grad=True)
+    y = F.layer_norm(x, (n,), w, b)
+    assert y.grad_fn.ctx.kept is not None and tuple(y.grad_fn.ctx.kept.shape) == (2 * 15,)
+    g = vt.tensor(rs.randn(3, 5, n), dtype=dtype, device="cuda")
+    y.backward(g)
+    with vt.no_grad():
+        gx, gw, gb = vt.ops.vt.layer_norm_backward(g, x.detach(), (n,), w.detach(), True, 1e-5)  # recomputes
+    for kept, fresh in ((x.grad, gx), (w.grad, gw), (b.grad, gb)):
+        np.testing.assert_array_equal(kept.to(vt.float32).cpu().numpy(), fresh.to(vt.float32).cpu().numpy())
+    xr = x.detach().to(vt.float64).cpu().numpy()  # the kept statistics are the rows' mean and 1/std
+    y2 = F.layer_norm(x, (n,), w, b)  # (backward freed the first node's)
+    st = y2.grad_fn.ctx.kept.get()
+    np.testing.assert_allclose(st[:15], xr.reshape(15, n).mean(1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(st[15:], 1 / np.sqrt(xr.reshape(15, n).var(1) + 1e-5), rtol=1e-4)
+
+
 def test_rms_norm():
     n = 257
     _compare(lambda x, w: F.rms_norm(x, (n,), w, eps=1e-6), [np.random.randn(5, n), np.random.randn(n)],
@@ -76,6 +100,29 @@ def test_cross_entropy_flags_do_not_pile_up_without_a_sync():
     for _ in range(200):
         F.cross_entropy(x, t)
     assert len(backend._pending) <= 65
+
+
+def test_deferred_checks_leave_in_batches_without_stalling_the_host():
+    """64 unsynchronised checks go to the host by an asynchronous copy: the host does not wait for the
+    device (busy in a spinning kernel here), and a bad flag in that batch is raised at the next sync."""
+    import cupy as cp
+    from vibetensor.core import backend
+    spin = cp.RawKernel(r'''extern "C" __global__ void spin(long long cycles) {
+        long long t0 = clock64(); while (clock64() - t0 < cycles) {} }''', "spin")
+    flags = [cp.zeros((), dtype=cp.bool_) for _ in range(backend._BATCH + 1)]
+    flags[5] = cp.ones((), dtype=cp.bool_)
+    cp.cuda.Device().synchronize()
+    spin((1,), (1,), (np.int64(600_000_000),))  # ~0.3 s at the H100's clock
+    busy = cp.cuda.Event()
+    busy.record()
+    for i, f in enumerate(flags):
+        backend.defer_flag(f, lambda i=i: f"flag {i}")
+    assert not busy.done  # the host went on while the batch's copy waits behind the kernel
+    assert len(backend._inflight) == 1 and len(backend._pending) == 1
+    with pytest.raises(IndexError, match="^flag 5$"):
+        vt.cuda.synchronize()
+    assert not backend._pending and not backend._inflight
+    assert vt.ones(2, device="cuda").sum().item() == 2
 
 
 def test_cross_entropy_bad_target_raised_after_fused_path():
@@ -339,3 +386,47 @@ def test_autocast_casts_use_the_cast_kernel_and_flow_gradients():
             np.testing.assert_allclose(gg, ww, rtol=2 ** -8, atol=1e-6)
         assert not np.array_equal(got[1], want[1])  # the weight gradient was not rounded to bfloat16 on the way
         x.grad = w.grad = b.grad = None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("id_dtype", [vt.int64, vt.int32])
+@pytest.mark.parametrize("dim", [16, 7, 1])  # 16-byte rows, odd widths (narrower copy units), one column
+def test_embedding_fused_forward_and_backward(dtype, id_dtype, dim):
+    """One gather launch forward, one scatter-add launch backward; against numpy in float64 with repeated
+    ids, a padding row, a non-contiguous id tensor and ids of several dimensions."""
+    f = _fused()
+    rs = np.random.RandomState(3)
+    V = 11
+    w = rs.randn(V, dim)
+    ids_full = rs.randint(0, V, (6, 10))
+    ids_np = ids_full[:, ::2]  # non-contiguous view
+    before = (f.FUSED_CALLS["embedding"], f.FUSED_CALLS["embedding_backward"])
+    vw = vt.tensor(w, dtype=dtype, device="cuda", requires_grad=True)
+    ids = vt.tensor(ids_full, dtype=id_dtype, device="cuda")[:, ::2]
+    out = F.embedding(ids, vw, padding_idx=4)
+    g = rs.randn(*ids_np.shape, dim)
+    out.backward(vt.tensor(g, dtype=dtype, device="cuda"))
+    assert (f.FUSED_CALLS["embedding"], f.FUSED_CALLS["embedding_backward"]) == (before[0] + 1, before[1] + 1)
+    wr = vt.tensor(w, dtype=dtype).to(vt.float64).numpy()  # the table as stored: the gather is exact
+    np.testing.assert_array_equal(out.to(vt.float64).cpu().numpy(), wr[ids_np])
+    gr = vt.tensor(g, dtype=dtype).to(vt.float64).numpy()
+    ref = np.zeros((V, dim))
+    np.add.at(ref, ids_np.reshape(-1), gr.reshape(-1, dim))
+    ref[4] = 0
+    rtol, atol = (1e-6, 1e-6) if dtype is vt.float32 else TOL[dtype]
+    np.testing.assert_allclose(vw.grad.to(vt.float64).cpu().numpy(), ref, rtol=rtol, atol=atol)
+    assert vw.grad.dtype is dtype
+
+
+def test_embedding_fused_bad_index_raised_at_the_next_sync():
+    f = _fused()
+    w = vt.tensor(np.random.randn(5, 8), dtype=vt.float32, device="cuda")
+    before = f.FUSED_CALLS["embedding"]
+    out = F.embedding(vt.tensor([[1, 5], [-1, 2]], device="cuda"), w)
+    assert f.FUSED_CALLS["embedding"] == before + 1
+    with pytest.raises(IndexError, match=r"index (5|-1) is out of range for a weight with 5 rows \(valid 0..4\)"):
+        out.sum().item()
+    ok = F.embedding(vt.tensor([4, 0], device="cuda"), w)  # the process goes on; nothing stays pending
+    np.testing.assert_array_equal(ok.cpu().numpy(), w.cpu().numpy()[[4, 0]])
+    with pytest.raises(ValueError, match="padding_idx 7 must be within num_embeddings 5"):
+        F.embedding(vt.tensor([0], device="cuda"), w, padding_idx=7)

@@ -187,7 +187,9 @@ def matmul(a, b):
 # numpy(), tolist(), vt.cuda.synchronize()) and raise the op's clear error there. CPU checks stay
 # immediate. Inside CUDA-graph capture no check is recorded.
 
-_pending: list = []
+_pending: list = []   # checks recorded since the last batch: (flag or indices, lo, hi, describe)
+_inflight: list = []  # batches on their way to pinned host memory: (event, host flags, items, device flags)
+_BATCH = 64
 
 
 def check_index_range(opname, idx, lo, hi, describe):
@@ -202,9 +204,7 @@ def check_index_range(opname, idx, lo, hi, describe):
     from ..cuda.graphs import is_current_stream_capturing
     if is_current_stream_capturing():
         return
-    _pending.append((idx, lo, hi, describe))
-    if len(_pending) > 64:
-        flush_checks()
+    _defer((idx, lo, hi, describe))
 
 
 def defer_flag(flag, message):
@@ -212,25 +212,68 @@ def defer_flag(flag, message):
     from ..cuda.graphs import is_current_stream_capturing
     if is_current_stream_capturing():
         return
-    _pending.append((flag, None, None, message))
-    if len(_pending) > 64:  # a loop that never syncs must not pile up flags (and what messages hold)
-        flush_checks()
+    _defer((flag, None, None, message))
 
 
-def flush_checks():
-    if not _pending:
-        return
+def _defer(item):
+    if _pending and item[0].device.id != _pending[0][0].device.id:
+        _send_batch()  # a batch holds one device's flags (they are stacked on it)
+    _pending.append(item)
+    if len(_pending) >= _BATCH:
+        _send_batch()
+
+
+def _flags(items):
+    return _cupy.stack([((idx < lo) | (idx >= hi)).any() if lo is not None else idx for idx, lo, hi, _ in items])
+
+
+def _send_batch():
+    """A loop that never syncs must not pile up flags (and what their messages hold), nor stall: the pending
+    flags go to pinned host memory by one asynchronous copy, read once its event has completed (a later
+    check or the next flush raises the first bad one)."""
+    import cupyx
     items = list(_pending)
     _pending.clear()
     cp = _cupy
-    flags = []
-    for idx, lo, hi, _ in items:
-        flags.append(((idx < lo) | (idx >= hi)).any() if lo is not None else idx)
-    bad = cp.stack(flags).get()
+    with cp.cuda.Device(items[0][0].device.id):
+        dev = _flags(items)
+        host = cupyx.empty_pinned(dev.shape, dtype=dev.dtype)
+        dev.get(out=host, blocking=False)
+        ev = cp.cuda.Event(disable_timing=True)
+        ev.record()
+    _inflight.append((ev, host, items, dev))  # dev stays alive until its copy completed
+    _poll(block=len(_inflight) > 8)  # the device far behind: wait for the oldest batches rather than pile up
+
+
+def _poll(block):
+    """Check the batches whose copies completed, oldest first; ``block``: wait for all of them."""
+    while _inflight:
+        ev, host, items, _ = _inflight[0]
+        if not block and not ev.done:
+            return
+        ev.synchronize()
+        _inflight.pop(0)
+        _raise_first(items, host)
+
+
+def _raise_first(items, bad):
     for (idx, lo, hi, describe), b in zip(items, bad):
         if b:
+            _pending.clear()  # the error is raised once; later checks of the failed step go with it
+            _inflight.clear()
             if lo is None:
                 raise IndexError(describe())
             flat = idx.reshape(-1)
-            v = int(flat[cp.flatnonzero((flat < lo) | (flat >= hi))[0]].get())
+            v = int(flat[_cupy.flatnonzero((flat < lo) | (flat >= hi))[0]].get())
             raise IndexError(describe(v))
+
+
+def flush_checks():
+    """Raise the first failed deferred check, oldest first (the host syncs here)."""
+    _poll(block=True)
+    if _pending:
+        items = list(_pending)
+        _pending.clear()
+        with _cupy.cuda.Device(items[0][0].device.id):
+            bad = _flags(items).get()
+        _raise_first(items, bad)

@@ -202,7 +202,7 @@ class Tensor:
 
     # ------------------------------------------------------------------ conversion
     def item(self):
-        if _be._pending:
+        if _be._pending or _be._inflight:
             _be.flush_checks()
         if self.numel() != 1:
             raise ValueError(f"item(): a tensor with {self.numel()} elements cannot be converted to a Python "
@@ -219,7 +219,7 @@ class Tensor:
         return a.tolist()
 
     def numpy(self, *, force=False):
-        if _be._pending:
+        if _be._pending or _be._inflight:
             _be.flush_checks()
         if self.requires_grad and not force:
             raise RuntimeError("can't call numpy() on a tensor that requires grad; use t.detach().numpy()")

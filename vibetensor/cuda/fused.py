@@ -60,21 +60,23 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     if input.size and _one_dim(normalized_shape) and _ok(input) and input.shape[-1] == (
             normalized_shape if isinstance(normalized_shape, int) else normalized_shape[0]):
         FUSED_CALLS["layer_norm"] += 1
-        return K.layer_norm_fwd(input, _f32(weight), _f32(bias), eps)[0]
+        y, stats = K.layer_norm_fwd(input, _f32(weight), _f32(bias), eps)
+        return _disp.Keep(y, extra=stats)  # under autograd the backward reuses the row means and rstds
     return _generic("layer_norm")(input, normalized_shape, weight, bias, eps)
 
 
 def layer_norm_backward(g, x, normalized_shape, weight=None, has_bias=False, eps=1e-5, need_x=True,
-                        need_w=True, need_b=True):
+                        need_w=True, need_b=True, stats=None):
     if x.size and _one_dim(normalized_shape) and _ok(x):
         FUSED_CALLS["layer_norm_backward"] += 1
         dx, dw, db = K.layer_norm_bwd(g, x, _f32(weight), eps, need_w and weight is not None,
-                                      need_b and has_bias)
+                                      need_b and has_bias, stats)
         wdt = weight.dtype if weight is not None else x.dtype
         return (dx if need_x else None,
                 dw.astype(wdt, copy=False) if (need_w and weight is not None) else None,
                 db.astype(wdt, copy=False) if (need_b and has_bias) else None)
-    return _generic("layer_norm_backward")(g, x, normalized_shape, weight, has_bias, eps, need_x, need_w, need_b)
+    return _generic("layer_norm_backward")(g, x, normalized_shape, weight, has_bias, eps, need_x, need_w, need_b,
+                                           stats)
 
 
 def _rms_eps(x, eps):
@@ -110,6 +112,41 @@ def _bad_target(target, C, ignore_index):
     v = int(t[bad.nonzero()[0][0]].get())
     return (f"cross_entropy: target {v} is out of bounds for {C} classes (valid 0..{C - 1}, or "
             f"ignore_index={ignore_index})")
+
+
+def _bad_index(ids, n):
+    """The deferred error's message for an embedding id out of range (a sync, on the error path only)."""
+    t = ids.reshape(-1)
+    v = int(t[((t < 0) | (t >= n)).nonzero()[0][0]].get())
+    return f"embedding: index {v} is out of range for a weight with {n} rows (valid 0..{n - 1})"
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+              sparse=False):
+    # one launch gathers the rows and flags bad ids (raised at the next flush, as every deferred CUDA check)
+    if max_norm is None and not (scale_grad_by_freq or sparse) and weight.ndim == 2 and _ok(weight):
+        from ..core import backend as _be
+        from ..core.ops.nn_embed import _pad_idx
+        _pad_idx(padding_idx, weight.shape[0])
+        r = K.embedding(input, weight)
+        if r is not None:
+            FUSED_CALLS["embedding"] += 1
+            out, bad = r
+            n = weight.shape[0]
+            _be.defer_flag(bad, lambda: _bad_index(input, n))
+            return out
+    return _generic("embedding")(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+
+
+def embedding_backward(g, ids, num_weights, padding_idx=None):
+    if g.ndim >= 1 and _ok(g):
+        from ..core.ops.nn_embed import _pad_idx
+        pad = _pad_idx(padding_idx, num_weights)
+        out = K.embedding_bwd(g, ids, num_weights, -1 if pad is None else pad)
+        if out is not None:
+            FUSED_CALLS["embedding_backward"] += 1
+            return out.astype(g.dtype, copy=False)
+    return _generic("embedding_backward")(g, ids, num_weights, padding_idx)
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -354,6 +391,7 @@ _TABLE = {
     "_scaled_dot_product_attention": sdpa, "scaled_dot_product_attention_backward": sdpa_backward,
     "gelu": gelu, "gelu_backward": gelu_backward,
     "linear": linear, "linear_backward": linear_backward,
+    "embedding": embedding, "embedding_backward": embedding_backward,
 }
 
 

@@ -34,20 +34,34 @@ def ineligible_reason(group, params, decoupled):
     return None
 
 
-def fused_adamw_step(opt, gi, group, params, states):
+def fused_adamw_step(opt, gi, group, params):
+    """Advance each parameter's step counter and update the group by one launch per step count."""
     from ..core import backend as _be
     from ..cuda import kernels
     beta1, beta2 = group["betas"]
     buckets: dict = {}
     f32 = _dt.float32
-    for p, st in zip(params, states):
+    init = opt._init_state
+    for p in params:
+        st = init(p, False)
+        s = st["step"]
+        if type(s._data) is np.ndarray:
+            # the CPU counter (PyTorch keeps it on the CPU), bumped without a dispatched op; an integer count
+            # stays exact through float32, so this equals ``s += 1``
+            step = float(s._data) + 1.0
+            s._data.fill(step)
+            s._vc.v += 1
+        else:
+            s.add_(1)
+            step = s.item()
         for k in ("exp_avg", "exp_avg_sq"):  # the kernel indexes flat memory: state must be dense float32
             t = st[k]
             if t._dtype is not f32 or not getattr(t._data, "_c_contiguous", False):
                 st[k] = t.to(p.dtype).contiguous().clone()
-        s = st["step"]
-        step = float(s._data) if type(s._data) is np.ndarray else s.item()  # the CPU counter: no dispatch
-        buckets.setdefault(step, []).append((p, st))
+        b = buckets.get(step)
+        if b is None:
+            b = buckets[step] = []
+        b.append((p, st))
     cache = opt.__dict__.setdefault("_fused_tables", {})
     with _be.device_guard(params[0].device):
         for step, items in buckets.items():

@@ -70,16 +70,6 @@ def _numpy_step(p, state, step, lr, beta1, beta2, eps, wd, decoupled, amsgrad, m
         t._vc.v += 1
 
 
-def _bump_step(s):
-    """``s += 1`` for the step counter: a numpy scalar (PyTorch keeps it on the CPU) is bumped in place
-    without a dispatched op -- the fused CUDA step does this once per parameter."""
-    if type(s._data) is np.ndarray:
-        s._data += 1
-        s._vc.v += 1
-    else:
-        s.add_(1)
-
-
 class Adam(Optimizer):
     _decoupled = False
 
@@ -133,12 +123,7 @@ class Adam(Optimizer):
                 raise ValueError(f"{type(self).__name__}(fused=True) cannot run this param group: {why}; "
                                  f"pass fused=None (automatic) or fused=False")
             return False
-        states = []
-        for p in params:
-            st = self._init_state(p, False)
-            _bump_step(st["step"])
-            states.append(st)
-        fused_adamw_step(self, gi, group, params, states)
+        fused_adamw_step(self, gi, group, params)
         return True
 
     @no_grad()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtype as _dt
+from .. import dispatcher as _disp
 from ..dispatcher import defop
 from ...errors import ShapeError
 from ._util import V, xp_of
@@ -160,14 +161,16 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 def _(ctx, g):
     x, w, b = ctx.args[0], ctx.args[2], ctx.args[3]
     nx, nw, nb = needs(ctx, 0, 2, 3)
-    gx, gw, gb = V.layer_norm_backward(g, x, ctx.args[1], w, b is not None, ctx.args[4], nx, nw, nb)
+    stats = None if ctx.kept is None else _disp._Tensor._make(ctx.kept, x._device)  # the fused forward's row stats
+    gx, gw, gb = V.layer_norm_backward(g, x, ctx.args[1], w, b is not None, ctx.args[4], nx, nw, nb, stats)
     return pack(ctx, {0: gx, 2: gw, 3: gb})
 
 
 @defop("layer_norm_backward")
 def layer_norm_backward(g, x, normalized_shape, weight=None, has_bias=False, eps=1e-5, need_x=True,
-                        need_w=True, need_b=True):
-    """(grad_input, grad_weight, grad_bias) of layer_norm; recomputes mean / rstd from ``x``."""
+                        need_w=True, need_b=True, stats=None):
+    """(grad_input, grad_weight, grad_bias) of layer_norm; recomputes mean / rstd from ``x`` (``stats``, the
+    fused CUDA forward's row means and rstds, serve its fused backward only)."""
     k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
     axes = tuple(range(x.ndim - k, x.ndim))
     lead = tuple(range(x.ndim - k))

@@ -47,6 +47,10 @@ for _t in ("__half", "__nv_bfloat16"):  # float32 with a 2-byte float, either or
     _NAMES += [f"binary4<float, {_t}, float>", f"binary4<{_t}, float, float>"]
 _CAT_UNITS = ((16, "uint4"), (8, "uint2"), (4, "unsigned int"), (2, "unsigned short"), (1, "unsigned char"))
 _NAMES += [f"cat4<{u}>" for _, u in _CAT_UNITS]
+_ID_CTYPE = {np.dtype(np.int64): "long long", np.dtype(np.int32): "int"}  # embedding indices
+for _i in _ID_CTYPE.values():
+    _NAMES += [f"embed_rows<{u}, {_i}>" for _, u in _CAT_UNITS]
+    _NAMES += [f"embed_bwd<{_t}, {_i}>" for _t in _TYPES.values()]
 _modules: dict = {}
 _functions: dict = {}  # (device, name, dtypes) -> compiled function
 # numpy dtype -> C type, keyed by dtype objects: str(dtype) costs microseconds per call on the hot path
@@ -104,23 +108,23 @@ def _ptr(a):
 
 # ---------------------------------------------------------------- layer norm / rms norm
 def layer_norm_fwd(x, w, b, eps):
-    """x: (..., N) contiguous; w, b: float32 (N,) or None -> (y, mean, rstd)."""
+    """x: (..., N) contiguous; w, b: float32 (N,) or None -> (y, stats): stats float32 (2 * M,), the M row
+    means then the M rstds, which ``layer_norm_bwd`` can reuse."""
     cp = _be.cupy_module()
     N = x.shape[-1]
     M = x.size // max(N, 1)
     x = _c(x)
     y = cp.ndarray(x.shape, x.dtype)
-    mean = cp.ndarray((M,), dtype=cp.float32)
-    rstd = cp.ndarray((M,), dtype=cp.float32)
+    stats = cp.ndarray((2 * M,), dtype=cp.float32)
     if M:
         v = _ln_vpt(N)
         if v:
             _fn_vpt("ln_fwd_warp", (x.dtype,), v)(((M + 3) // 4,), (128,), (
-                x, _ptr(w), _ptr(b), y, mean, rstd, cp.int64(M), cp.int32(N), cp.float32(eps)))
+                x, _ptr(w), _ptr(b), y, stats, M, cp.int32(N), cp.float32(eps)))
         else:
             _fn("ln_fwd", x.dtype)((M,), (_threads(min(N, 1024)),),
-                                   (x, _ptr(w), _ptr(b), y, mean, rstd, cp.int64(N), cp.float32(eps)))
-    return y, mean, rstd
+                                   (x, _ptr(w), _ptr(b), y, stats, N, cp.float32(eps)))
+    return y, stats
 
 
 def _ln_vpt(N):
@@ -131,9 +135,10 @@ def _ln_vpt(N):
     return 0
 
 
-def _col_partials(name, dy, x, mean, rstd, with_b):
-    """(dw, db or None) of layer norm (rms norm: ``mean`` None): per-block column partials of both in one
-    buffer, then one launch summing both (two views of one output)."""
+def _col_partials(name, dy, x, stats, ln, with_b):
+    """(dw, db or None) of layer norm (``ln``: ``stats`` holds the row means, then the rstds; rms norm: the
+    rstds): per-block column partials of both in one buffer, then one launch summing both (two views of one
+    output)."""
     cp = _be.cupy_module()
     N = x.shape[-1]
     M = x.size // max(N, 1)
@@ -141,7 +146,7 @@ def _col_partials(name, dy, x, mean, rstd, with_b):
     parts = 2 if with_b else 1
     pw = cp.ndarray((parts * G, N), dtype=cp.float32)
     _fn("ln_bwd_dwb", x.dtype)(((N + 255) // 256, G), (256,),
-                               (dy, x, _ptr(mean), rstd, pw, cp.int32(with_b), M, N))
+                               (dy, x, stats, cp.int32(ln), pw, cp.int32(with_b), M, N))
     out = _partial_sum(pw, parts)
     return (out[:N], out[N:]) if with_b else (out, None)
 
@@ -240,6 +245,53 @@ def cat(arrs, d):
     return out
 
 
+def embedding(ids, w):
+    """Rows of ``w`` (V, D) at integer ``ids`` (int64/int32, any shape) -> (out (*ids.shape, D), bad), ``bad`` a
+    0-d bool set when some id is outside [0, V); None when that does not apply (the caller's generic path)."""
+    ic = _ID_CTYPE.get(ids.dtype)
+    if ic is None or w.ndim != 2 or not w._c_contiguous:
+        return None
+    cp = _be.cupy_module()
+    ids = _c(ids)
+    V, D = w.shape
+    out = cp.ndarray(ids.shape + (D,), dtype=w.dtype)
+    bad = cp.zeros((), dtype=cp.bool_)
+    n = ids.size
+    if n and D:
+        row = D * w.dtype.itemsize
+        for unit, ctype in _CAT_UNITS:
+            if row % unit == 0 and w.data.ptr % unit == 0 and out.data.ptr % unit == 0:
+                break
+        W = row // unit
+        key = (cp.cuda.runtime.getDevice(), "embed_rows", unit, ic)
+        f = _functions.get(key)
+        if f is None:
+            f = _functions[key] = _mod().get_function(f"embed_rows<{ctype}, {ic}>")
+        f(*_grid(n * W), (ids, w, out, n, W, V, bad))
+    return out, bad
+
+
+def embedding_bwd(g, ids, V, pad):
+    """float32 (V, D) gradient of an embedding: rows of ``g`` (*ids.shape, D) scatter-added at ``ids`` by one
+    launch (float32 atomics; row ``pad`` and out-of-range ids get nothing; ``pad`` -1: none); None when the
+    dtypes do not apply."""
+    ic = _ID_CTYPE.get(ids.dtype)
+    if ic is None or g.dtype not in _CTYPE:
+        return None
+    cp = _be.cupy_module()
+    ids, g = _c(ids), _c(g)
+    D = g.shape[-1]
+    out = cp.zeros((V, D), dtype=cp.float32)
+    n = ids.size
+    if n and D and V:
+        key = (cp.cuda.runtime.getDevice(), "embed_bwd", g.dtype, ic)
+        f = _functions.get(key)
+        if f is None:
+            f = _functions[key] = _mod().get_function(f"embed_bwd<{_CTYPE[g.dtype]}, {ic}>")
+        f(*_grid(n * D), (ids, g, out, n, D, V, pad))
+    return out
+
+
 def _mod_fn(name):
     cp = _be.cupy_module()
     key = (cp.cuda.runtime.getDevice(), name)
@@ -249,27 +301,28 @@ def _mod_fn(name):
     return f
 
 
-def layer_norm_bwd(dy, x, w, eps, need_w=True, need_b=True):
-    """-> (dx, dw, db); the row statistics are recomputed in the kernel."""
+def layer_norm_bwd(dy, x, w, eps, need_w=True, need_b=True, stats=None):
+    """-> (dx, dw, db). ``stats``: the forward's (``layer_norm_fwd``), else the kernel recomputes them."""
     cp = _be.cupy_module()
     dy = _c(dy.astype(x.dtype, copy=False))
     x = _c(x)
     N = x.shape[-1]
     M = x.size // max(N, 1)
     dx = cp.ndarray(x.shape, x.dtype)
-    mean = cp.ndarray((M,), dtype=cp.float32)
-    rstd = cp.ndarray((M,), dtype=cp.float32)
+    kept = stats is not None and stats.shape == (2 * M,) and stats.dtype == _F32 and stats._c_contiguous
+    if not kept:
+        stats = cp.ndarray((2 * M,), dtype=cp.float32)
     if M:
         v = _ln_vpt(N)
         if v:
             _fn_vpt("ln_bwd_dx_warp", (x.dtype,), v)(((M + 3) // 4,), (128,), (
-                dy, x, _ptr(w), mean, rstd, dx, cp.int64(M), cp.int32(N), cp.float32(eps)))
+                dy, x, _ptr(w), stats, cp.int32(kept), dx, M, cp.int32(N), cp.float32(eps)))
         else:
             _fn("ln_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
-                                      (dy, x, _ptr(w), mean, rstd, dx, cp.int64(N), cp.float32(eps)))
+                                      (dy, x, _ptr(w), stats, cp.int32(kept), dx, N, cp.float32(eps)))
     dw = db = None
     if (need_w or need_b) and M:
-        dw, db = _col_partials("ln_bwd_dwb", dy, x, mean, rstd, need_b)
+        dw, db = _col_partials("ln_bwd_dwb", dy, x, stats, True, need_b)
     elif need_w or need_b:
         dw, db = cp.zeros((N,), cp.float32), cp.zeros((N,), cp.float32)
     return dx, dw, db
@@ -298,7 +351,7 @@ def rms_norm_bwd(dy, x, w, eps, need_w=True):
     if M:
         _fn("rms_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
                                    (dy, x, _ptr(w), rstd, dx, cp.int64(N), cp.float32(eps)))
-    dw = _col_partials("ln_bwd_dwb", dy, x, None, rstd, False)[0] if (need_w and M) else None
+    dw = _col_partials("ln_bwd_dwb", dy, x, rstd, False, False)[0] if (need_w and M) else None
     return dx, dw
 
 
@@ -498,14 +551,30 @@ class AdamWMulti:
         self.inc = _mod().get_function("adamw_step_inc")
         self.step_dev = cp.zeros((1,), dtype=cp.float32)
         self.host_step = None
+        self._pinned = None  # rebind_grads' two pinned pointer tables, used in turn
+        self._flip = 0
 
     def rebind_grads(self, grads):
         """New gradient buffers (zero_grad(set_to_none=True) frees them every step): only their pointer
-        table is uploaded again."""
-        import numpy as np
+        table is uploaded again, asynchronously from one of two pinned buffers (an upload from pageable
+        memory can wait for the device to drain its queue)."""
+        import cupyx
         cp = _be.cupy_module()
         self.grad_key = tuple(a.data.ptr for a in grads)
-        self.G = cp.asarray(np.array(self.grad_key, dtype=np.uint64))
+        n = len(self.grad_key)
+        if self._pinned is None:
+            self._pinned = [cupyx.empty_pinned((n,), dtype=np.uint64) for _ in range(2)]
+            self._uploaded = [None, None]
+        i = self._flip = 1 - self._flip
+        if self._uploaded[i] is not None:
+            self._uploaded[i].synchronize()  # that buffer's copy, two uploads ago (long done)
+        host = self._pinned[i]
+        host[:] = self.grad_key
+        G = cp.ndarray((n,), dtype=np.uint64)
+        G.set(host, stream=cp.cuda.get_current_stream())
+        ev = self._uploaded[i] = cp.cuda.Event(disable_timing=True)
+        ev.record()
+        self.G = G
 
     def step(self, lr, beta1, beta2, eps, weight_decay, step):
         """Advance to optimizer step ``step`` (the device counter follows the host's; inside a

@@ -198,3 +198,34 @@ __global__ void binary4(const A* a, const B* b, C* c, long long n, float alpha, 
     st(c, 4 * n4 + i, op ? x * y : x + alpha * y);
   }
 }
+
+// Embedding lookup: row r of out is row ids[r] of w, both seen as rows of W units U (the widest of 16..1
+// bytes that divides the row and both pointers): one launch instead of CuPy's take plus four launches of
+// range checks. An id outside [0, V) writes zeros and sets *bad (raised at the next flush, as every
+// deferred CUDA index check).
+template <typename U, typename I>
+__global__ void embed_rows(const I* ids, const U* w, U* out, long long n, long long W, long long V, bool* bad) {
+  long long total = n * W;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    long long r = i / W, c = i - r * W;
+    long long id = (long long)ids[r];
+    if (id < 0 || id >= V) {
+      *bad = true;
+      out[i] = U();
+    } else {
+      out[i] = w[id * W + c];
+    }
+  }
+}
+
+// Embedding gradient: out (V, D) float32, zeroed by the caller; out[ids[r], :] += g[r, :] read in g's type
+// (atomics: repeated ids accumulate). Ids outside [0, V) (the forward flagged them) and ``pad`` get nothing.
+template <typename T, typename I>
+__global__ void embed_bwd(const I* ids, const T* g, float* out, long long n, long long D, long long V, long long pad) {
+  long long total = n * D;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    long long r = i / D, c = i - r * D;
+    long long id = (long long)ids[r];
+    if (id >= 0 && id < V && id != pad) atomicAdd(out + id * D + c, ld(g, i));
+  }
+}

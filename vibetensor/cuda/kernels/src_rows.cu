@@ -60,8 +60,7 @@ __device__ float block_max(float v) {
 
 // ---------------------------------------------------------------- layer norm
 template <typename T>
-__global__ void ln_fwd(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
-                       long long N, float eps) {
+__global__ void ln_fwd(const T* x, const float* w, const float* b, T* y, float* stats, long long N, float eps) {
   long long r = blockIdx.x;
   const T* xr = x + r * N;
   T* yr = y + r * N;
@@ -77,22 +76,28 @@ __global__ void ln_fwd(const T* x, const float* w, const float* b, T* y, float* 
     if (b) v = v + b[i];
     st(yr, i, v);
   }
-  if (threadIdx.x == 0) { mean[r] = mu; rstd[r] = rs; }
+  if (threadIdx.x == 0) { stats[r] = mu; stats[gridDim.x + r] = rs; }  // the row means, then the rstds
 }
 
-// dx = rstd * (dy*w - mean(dy*w) - xhat * mean(dy*w*xhat)); recomputes the row's mean/rstd (written out
-// for the dweight/dbias pass) so the forward needs to keep nothing but its input.
+// dx = rstd * (dy*w - mean(dy*w) - xhat * mean(dy*w*xhat)). ``stats`` (M means, then M rstds): the forward's
+// when ``kept``, else recomputed here from x the same way (and written there for the dweight/dbias pass).
 template <typename T>
-__global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, float* mean, float* rstd,
-                          T* dx, long long N, float eps) {
+__global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, float* stats, int kept, T* dx, long long N,
+                          float eps) {
   long long r = blockIdx.x;
   const T* xr = x + r * N; const T* dyr = dy + r * N; T* dxr = dx + r * N;
-  float s = 0.f;
-  for (long long i = threadIdx.x; i < N; i += blockDim.x) s += ld(xr, i);
-  float mu = block_sum(s) / (float)N;
-  float q = 0.f;
-  for (long long i = threadIdx.x; i < N; i += blockDim.x) { float d = ld(xr, i) - mu; q += d * d; }
-  float rs = rsqrtf(block_sum(q) / (float)N + eps);
+  float mu, rs;
+  if (kept) {
+    mu = stats[r];
+    rs = stats[gridDim.x + r];
+  } else {
+    float s = 0.f;
+    for (long long i = threadIdx.x; i < N; i += blockDim.x) s += ld(xr, i);
+    mu = block_sum(s) / (float)N;
+    float q = 0.f;
+    for (long long i = threadIdx.x; i < N; i += blockDim.x) { float d = ld(xr, i) - mu; q += d * d; }
+    rs = rsqrtf(block_sum(q) / (float)N + eps);
+  }
   float a = 0.f, c = 0.f;
   for (long long i = threadIdx.x; i < N; i += blockDim.x) {
     float g = ld(dyr, i) * (w ? w[i] : 1.f);
@@ -106,13 +111,16 @@ __global__ void ln_bwd_dx(const T* dy, const T* x, const float* w, float* mean, 
     float xh = (ld(xr, i) - mu) * rs;
     st(dxr, i, rs * (g - a - xh * c));
   }
-  if (threadIdx.x == 0) { mean[r] = mu; rstd[r] = rs; }
+  if (!kept && threadIdx.x == 0) { stats[r] = mu; stats[gridDim.x + r] = rs; }
 }
 
 // Column partial sums for dweight/dbias: partial[g, c] over rows r = g, g+G, ...
 template <typename T>
-__global__ void ln_bwd_dwb(const T* dy, const T* x, const float* mean, const float* rstd,
-                           float* pw, int with_b, long long M, long long N) {
+__global__ void ln_bwd_dwb(const T* dy, const T* x, const float* stats, int ln, float* pw, int with_b, long long M,
+                           long long N) {
+  // layer norm (ln): stats holds M means, then M rstds; rms norm: M rstds
+  const float* mean = ln ? stats : nullptr;
+  const float* rstd = ln ? stats + M : stats;
   long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   int g = blockIdx.y, G = gridDim.y;
   if (c >= N) return;
@@ -131,8 +139,8 @@ __global__ void ln_bwd_dwb(const T* dy, const T* x, const float* mean, const flo
 // Warp-per-row layer norm for rows up to 32*V elements (the common hidden sizes): the row lives in
 // registers, reductions are warp shuffles, no __syncthreads; four rows per 128-thread block.
 template <typename T, int V>
-__global__ void ln_fwd_warp(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
-                            long long M, int N, float eps) {
+__global__ void ln_fwd_warp(const T* x, const float* w, const float* b, T* y, float* stats, long long M, int N,
+                            float eps) {
   long long r = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5);
   int lane = threadIdx.x & 31;
   if (r >= M) return;
@@ -155,12 +163,12 @@ __global__ void ln_fwd_warp(const T* x, const float* w, const float* b, T* y, fl
       st(yr, i, o);
     }
   }
-  if (lane == 0) { mean[r] = mu; rstd[r] = rs; }
+  if (lane == 0) { stats[r] = mu; stats[M + r] = rs; }
 }
 
 template <typename T, int V>
-__global__ void ln_bwd_dx_warp(const T* dy, const T* x, const float* w, float* mean, float* rstd,
-                               T* dx, long long M, int N, float eps) {
+__global__ void ln_bwd_dx_warp(const T* dy, const T* x, const float* w, float* stats, int kept, T* dx, long long M,
+                               int N, float eps) {
   long long r = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5);
   int lane = threadIdx.x & 31;
   if (r >= M) return;
@@ -173,10 +181,18 @@ __global__ void ln_bwd_dx_warp(const T* dy, const T* x, const float* w, float* m
     g[j] = i < N ? ld(dyr, i) * (w ? w[i] : 1.f) : 0.f;
     s += v[j];
   }
-  float mu = warp_sum(s) / (float)N, q = 0.f;
+  float mu, rs;
+  if (kept) {  // the forward's statistics (ln_fwd_warp computes them exactly as below)
+    mu = stats[r];
+    rs = stats[M + r];
+  } else {
+    mu = warp_sum(s) / (float)N;
+    float q = 0.f;
 #pragma unroll
-  for (int j = 0; j < V; ++j) { float d = lane + 32 * j < N ? v[j] - mu : 0.f; q += d * d; }
-  float rs = rsqrtf(warp_sum(q) / (float)N + eps), a = 0.f, c = 0.f;
+    for (int j = 0; j < V; ++j) { float d = lane + 32 * j < N ? v[j] - mu : 0.f; q += d * d; }
+    rs = rsqrtf(warp_sum(q) / (float)N + eps);
+  }
+  float a = 0.f, c = 0.f;
 #pragma unroll
   for (int j = 0; j < V; ++j) { v[j] = (v[j] - mu) * rs; a += g[j]; c += g[j] * v[j]; }  // v becomes xhat
   a = warp_sum(a) / (float)N;
@@ -186,7 +202,7 @@ __global__ void ln_bwd_dx_warp(const T* dy, const T* x, const float* w, float* m
     int i = lane + 32 * j;
     if (i < N) st(dxr, i, rs * (g[j] - a - v[j] * c));
   }
-  if (lane == 0) { mean[r] = mu; rstd[r] = rs; }
+  if (!kept && lane == 0) { stats[r] = mu; stats[M + r] = rs; }
 }
 
 // ---------------------------------------------------------------- rms norm
