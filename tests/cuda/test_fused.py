@@ -330,8 +330,12 @@ def test_cast_many_is_one_launch_bit_equal_to_separate_casts(dst):
         arrs = [cp.asarray(rs.randn(n).astype(np.float32) * 300) for n in sizes]
         got = K.cast_many(arrs, dst.np)
         for a, g in zip(arrs, got):
-            assert g.dtype == dst.np and g.shape == a.shape
+            assert g.dtype == dst.np and g.shape == a.shape and g.flags.c_contiguous
             assert cp.array_equal(g.view(np.uint16), K.cast(a, dst.np).view(np.uint16))
+        # the copies are 256-byte aligned slices of one allocation, back to back
+        ptrs = [g.data.ptr for g in got]
+        assert [q - ptrs[0] for q in ptrs] == list(np.cumsum([0] + [-(-2 * n // 256) * 256 for n in sizes[:-1]]))
+        assert len({id(g.data.mem) for g in got}) == 1
     m = cp.asarray(rs.randn(6, 8).astype(np.float32))
     got = K.cast_many([m.T, m], dst.np)
     assert cp.array_equal(got[0].view(np.uint16), m.T.astype(dst.np).view(np.uint16))

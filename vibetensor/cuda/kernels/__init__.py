@@ -196,9 +196,17 @@ def cast_many(arrs, dtype):
     if not ok:
         return [cast(a, dtype) for a in arrs]
     nd = _be.cupy_module().ndarray
+    # the copies are slices of one allocation (256-byte aligned, as the pool's blocks): one call into the
+    # allocator instead of three; they live as long as the longest-lived of them (the saved x and w copies)
+    isz = dtype.itemsize
+    offs, nbytes = [], 0
+    for a in arrs:
+        offs.append(nbytes)
+        nbytes += (a.size * isz + 255) // 256 * 256
+    buf = nd((nbytes // isz,), dtype=dtype).data
     args, outs, total = [], [], 0
-    for a in arrs:  # Python ints reach the kernel as int64 (CuPy's conversion): no numpy scalar per argument
-        o = nd(a.shape, dtype=dtype)
+    for a, off in zip(arrs, offs):  # Python ints reach the kernel as int64 (CuPy's conversion): no numpy scalars
+        o = nd(a.shape, dtype=dtype, memptr=buf + off)
         outs.append(o)
         args += (a, o, a.size)
         total += a.size
