@@ -249,7 +249,7 @@ def cat(arrs, d):
     f = _functions.get(key)
     if f is None:
         f = _functions[key] = _mod().get_function(f"cat4<{ctype}>")
-    f((int(min((total + 255) // 256, 4 * 65535)),), (256,), (*ps, *(cp.int64(w) for w in ws), out, cp.int64(outer)))
+    f((int(min((total + 255) // 256, 4 * 65535)),), (256,), (*ps, *ws, out, outer))
     return out
 
 
@@ -344,7 +344,7 @@ def rms_norm_fwd(x, w, eps):
     y = cp.ndarray(x.shape, x.dtype)
     rstd = cp.ndarray((M,), dtype=cp.float32)
     if M:
-        _fn("rms_fwd", x.dtype)((M,), (_threads(min(N, 1024)),), (x, _ptr(w), y, rstd, cp.int64(N), cp.float32(eps)))
+        _fn("rms_fwd", x.dtype)((M,), (_threads(min(N, 1024)),), (x, _ptr(w), y, rstd, N, cp.float32(eps)))
     return y, rstd
 
 
@@ -358,7 +358,7 @@ def rms_norm_bwd(dy, x, w, eps, need_w=True):
     rstd = cp.ndarray((M,), dtype=cp.float32)
     if M:
         _fn("rms_bwd_dx", x.dtype)((M,), (_threads(min(N, 1024)),),
-                                   (dy, x, _ptr(w), rstd, dx, cp.int64(N), cp.float32(eps)))
+                                   (dy, x, _ptr(w), rstd, dx, N, cp.float32(eps)))
     dw = _col_partials("ln_bwd_dwb", dy, x, rstd, False, False)[0] if (need_w and M) else None
     return dx, dw
 
@@ -415,10 +415,10 @@ def softmax_bwd(y, dy, scale=1.0):
         v = _vpt(N)
         if v is not None:
             _fn_vpt("softmax_bwd_warp", (y.dtype, dy.dtype, y.dtype), v)(
-                ((M + 3) // 4,), (128,), (y, dy, dx, cp.int64(M), cp.int64(N), cp.float32(scale)))
+                ((M + 3) // 4,), (128,), (y, dy, dx, M, N, cp.float32(scale)))
         else:
             _fn("softmax_bwd", y.dtype, dy.dtype, y.dtype)((M,), (_threads(min(N, 1024)),),
-                                                           (y, dy, dx, cp.int64(N), cp.float32(scale)))
+                                                           (y, dy, dx, N, cp.float32(scale)))
     return dx
 
 
@@ -485,7 +485,7 @@ def gelu_fwd(x, approximate="none"):
     x = _c(x)
     y = cp.ndarray(x.shape, x.dtype)
     if x.size:
-        args = (x, y, cp.int64(x.size), cp.int32(approximate == "tanh"))
+        args = (x, y, x.size, cp.int32(approximate == "tanh"))
         if (x.data.ptr | y.data.ptr) % 16 == 0:
             _fn("gelu_fwd4", x.dtype)(*_grid4(x.size), args)
         else:
@@ -499,7 +499,7 @@ def gelu_bwd(x, g, approximate="none"):
     g = _c(cp.broadcast_to(g.astype(x.dtype, copy=False), x.shape))
     dx = cp.ndarray(x.shape, x.dtype)
     if x.size:
-        args = (x, g, dx, cp.int64(x.size), cp.int32(approximate == "tanh"))
+        args = (x, g, dx, x.size, cp.int32(approximate == "tanh"))
         if (x.data.ptr | g.data.ptr | dx.data.ptr) % 16 == 0:
             _fn("gelu_bwd4", x.dtype)(*_grid4(x.size), args)
         else:
@@ -512,7 +512,7 @@ def bias_add_(y, b):
     cp = _be.cupy_module()
     b = _c(b.astype(y.dtype, copy=False))
     if y.size:
-        _fn("bias_add", y.dtype)(*_grid(y.size), (y, b, cp.int64(y.size), cp.int64(y.shape[-1])))
+        _fn("bias_add", y.dtype)(*_grid(y.size), (y, b, y.size, y.shape[-1]))
     return y
 
 
@@ -524,7 +524,7 @@ def col_sum(x):
     G = int(min(128, max(1, M // 64)))
     part = cp.ndarray((G, N), dtype=cp.float32)
     if M and N:
-        _fn("col_sum", x.dtype)(((N + 255) // 256, G), (256,), (x, part, cp.int64(M), cp.int64(N)))
+        _fn("col_sum", x.dtype)(((N + 255) // 256, G), (256,), (x, part, M, N))
     else:
         part.fill(0)
     return _partial_sum(part)
@@ -633,7 +633,7 @@ def binary(a, b, op, alpha=1.0):
         f = _functions.get(key)
         if f is None:
             f = _functions[key] = _mod().get_function(f"binary4<{_CTYPE[a.dtype]}, {_CTYPE[b.dtype]}, {_CTYPE[od]}>")
-        f(*_grid4(n), (a, b, c, cp.int64(n), cp.float32(alpha), cp.int32(op)))
+        f(*_grid4(n), (a, b, c, n, cp.float32(alpha), cp.int32(op)))
     return c
 
 
