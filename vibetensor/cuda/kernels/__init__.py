@@ -509,7 +509,6 @@ def gelu_bwd(x, g, approximate="none"):
 
 def bias_add_(y, b):
     """y += b over y's last dim, in place; y contiguous, b (N,) of y's dtype."""
-    cp = _be.cupy_module()
     b = _c(b.astype(y.dtype, copy=False))
     if y.size:
         _fn("bias_add", y.dtype)(*_grid(y.size), (y, b, y.size, y.shape[-1]))
