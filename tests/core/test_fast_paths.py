@@ -106,3 +106,30 @@ def test_view_methods_under_autocast_keep_the_fast_path_and_its_results(monkeypa
     z.float().sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(w.detach().numpy().sum(1), (2, 3, 4)),
                                rtol=2e-2, atol=2e-2)
+
+
+def test_devices_are_interned_so_the_same_device_test_is_identity(monkeypatch):
+    """Every spelling of a device gives one object (tensor.device, vt.device("cpu"), Device("cpu"), .to,
+    pickles and copies), so tensors made different ways meet the dispatcher's one-pass fast path."""
+    import copy
+    import pickle
+    from vibetensor.core import dispatcher as D
+    from vibetensor.core.device import CPU, Device
+    a = vt.randn(3, 4)
+    b = vt.ones(4).to("cpu")
+    c = vt.tensor(np.ones((3, 4)), dtype=vt.float32, device=vt.device("cpu"))
+    assert a.device is b.device is c.device is CPU is Device("cpu") is Device("cpu", None)
+    cuda0 = Device("cuda", np.int64(0))
+    assert cuda0 is Device("cuda", 0) and type(cuda0.index) is int and str(cuda0) == "cuda:0"
+    for d in (CPU, cuda0, Device("cpu", 1)):
+        assert pickle.loads(pickle.dumps(d)) is d and copy.copy(d) is d and copy.deepcopy(d) is d
+    with pytest.raises(Exception, match="cannot assign"):
+        cuda0.index = 1  # still frozen: the object is shared
+
+    def general_path(op, tensors):
+        raise AssertionError(f"{op.name} took the general path")
+    monkeypatch.setattr(D, "_common_device", general_path)
+    w = vt.nn.Parameter(vt.randn(5, 4).to("cpu"))
+    bias = vt.nn.Parameter(vt.zeros(5, device="cpu"))
+    out = vt.nn.functional.layer_norm(vt.nn.functional.linear(a + c, w, bias), (5,))
+    np.testing.assert_allclose(out.numpy(force=True).mean(-1), 0, atol=1e-5)

@@ -6,12 +6,32 @@ from dataclasses import dataclass
 from .. import _env
 
 _CACHE: dict = {}
+_INTERNED: dict = {}  # (type, index) -> the one Device: the dispatcher's same-device test is an identity test
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Device:
+    """One object per (type, index): ``Device("cuda", 0)``, ``vt.device("cuda:0")`` and a tensor's
+    ``device`` are the same object, so the dispatcher's same-device test is an identity test."""
+
     type: str                 # "cpu" | "cuda"
     index: int | None = None  # None: plain "cpu" (or the current CUDA device, resolved at parse time)
+
+    def __new__(cls, type, index=None):
+        index = None if index is None else int(index)
+        d = _INTERNED.get((type, index))
+        if d is None:
+            d = object.__new__(cls)
+            object.__setattr__(d, "type", type)  # set once, here: the object is shared
+            object.__setattr__(d, "index", index)
+            _INTERNED[(type, index)] = d
+        return d
+
+    def __init__(self, type, index=None):
+        pass  # the fields were set by __new__
+
+    def __reduce__(self):  # pickles, copies and deep copies come back as the interned object
+        return (Device, (self.type, self.index))
 
     def __str__(self) -> str:
         return self.type if self.index is None else f"{self.type}:{self.index}"
