@@ -46,10 +46,10 @@ def fused_adamw_step(opt, gi, group, params):
         st = init(p, False)
         s = st["step"]
         if type(s._data) is np.ndarray:
-            # the CPU counter (PyTorch keeps it on the CPU), bumped without a dispatched op; an integer count
-            # stays exact through float32, so this equals ``s += 1``
-            step = float(s._data) + 1.0
-            s._data.fill(step)
+            # the CPU counter (PyTorch keeps it on the CPU), bumped without a dispatched op: ``s += 1`` in
+            # the counter's dtype (the sum rounds once, into it), read back as the step the update uses
+            s._data.fill(float(s._data) + 1.0)
+            step = float(s._data)
             s._vc.v += 1
         else:
             s.add_(1)
