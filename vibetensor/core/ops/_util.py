@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from .. import backend as _be
 from ..backend import xp_of  # noqa: F401  (re-exported for op files)
 from ..dispatcher import ops
+from ..grad_mode import _state as _grad_state
 from ...errors import ShapeError
 
 V = ops.vt
@@ -21,6 +23,17 @@ def sum_to(g, shape):
     if lead:
         out = V.reshape(out, shape)
     return out
+
+
+def cast_grad(g, dt):
+    """``g.to(dt)`` inside a backward formula. Formulas run under no_grad (unless ``create_graph``): then
+    the cast kernel alone, without the dispatcher (autocast's backward casts one gradient per linear)."""
+    if g._dtype is dt:
+        return g
+    if _grad_state.enabled or g._is_sharded:
+        return V.to_dtype(g, dt)
+    with _be.device_guard(g._device):
+        return type(g)._make(_be.astype(g._data, dt.np), g._device)
 
 
 def broadcast_shapes(opname, *shapes):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import backend as _be
 from ..dispatcher import defop
-from ._util import V, xp_of
+from ._util import V, cast_grad, xp_of
 
 
 @defop("to_dtype")
@@ -15,11 +15,7 @@ def to_dtype(a, dtype):
 
 @to_dtype.def_backward
 def _(ctx, g):
-    dt = ctx.args[0].dtype
-    if not g._is_sharded and g._dtype is not dt:  # runs under no_grad: the cast alone, no dispatch
-        with _be.device_guard(g._device):
-            return type(g)._make(_be.astype(g._data, dt.np), g._device)
-    return V.to_dtype(g, dt)
+    return cast_grad(g, ctx.args[0].dtype)
 
 
 @defop("clone")

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from .. import backend as _be
-from ._util import broadcast_shapes, sum_to
+from ._util import broadcast_shapes, cast_grad, sum_to
 from ...errors import DTypeError
 
 _F32 = np.dtype(np.float32)
@@ -70,10 +70,7 @@ def f32(fn=None, *, quiet=True):
 
 def red(g, meta):
     """Gradient ``g`` reduced to an input's shape (broadcasting) and cast to its dtype."""
-    g = sum_to(g, meta.shape)
-    if g.dtype is not meta.dtype:
-        g = g.to(meta.dtype)
-    return g
+    return cast_grad(sum_to(g, meta.shape), meta.dtype)
 
 
 def binary_grads(ctx, *fns):

@@ -11,13 +11,13 @@ import math
 import numpy as np
 
 from ..dispatcher import defop
-from ._util import V, xp_of
+from ._util import V, cast_grad, xp_of
 from .elementwise_util import is_half
 from .reduce_util import F32, acc_dtype, arg, axes, count, expand_back, reduced_shape, require_float
 
 
 def _grad_like(g, meta):
-    return g if g.dtype is meta.dtype else g.to(meta.dtype)
+    return cast_grad(g, meta.dtype)
 
 
 # ------------------------------------------------------------------ sum / mean / prod
