@@ -36,7 +36,9 @@ def main():
         vt.cuda.synchronize()
     ev = [e for e in prof.key_averages()]
     tot = sum(e.device_time_total for e in ev)
-    print(f"# vt {a.config} amp={a.amp}: {tot / a.steps / 1e3:.2f} ms device time per step, kernels by total time")
+    n = sum(e.count for e in ev) // a.steps
+    print(f"# vt {a.config} amp={a.amp}: {tot / a.steps / 1e3:.2f} ms device time per step, {n} kernels/step, "
+          f"kernels by total time")
     for e in sorted(ev, key=lambda e: -e.device_time_total)[:a.top]:
         print(f"{e.device_time_total / a.steps / 1e3:8.3f} ms {e.count // a.steps:5d}x  {e.key[:110]}")
 

@@ -133,3 +133,29 @@ def test_devices_are_interned_so_the_same_device_test_is_identity(monkeypatch):
     bias = vt.nn.Parameter(vt.zeros(5, device="cpu"))
     out = vt.nn.functional.layer_norm(vt.nn.functional.linear(a + c, w, bias), (5,))
     np.testing.assert_allclose(out.numpy(force=True).mean(-1), 0, atol=1e-5)
+
+
+def test_backward_casts_skip_the_dispatcher_and_match_the_dispatched_cast(monkeypatch):
+    """Mixed-dtype binary ops, reductions and ``.to`` cast their gradients back to each input's dtype in
+    backward by the cast kernel alone (``ops._util.cast_grad``): same values and dtypes as the dispatched
+    cast, and no ``to_dtype`` call reaches the dispatcher."""
+    from vibetensor.core import dispatcher as D
+    rng = np.random.default_rng(3)
+    xa, ya = rng.standard_normal((3, 5)), rng.standard_normal((1, 5))
+    x = vt.tensor(xa, dtype=vt.float32, requires_grad=True)
+    y = vt.tensor(ya, dtype=vt.float64, requires_grad=True)
+    h = vt.tensor(xa, dtype=vt.float16, requires_grad=True)
+    out = ((x * y).sum(dtype=vt.float64) + (h.to(vt.float64) * 2.0).sum() + x.to(vt.float64).sum())
+    real = D.dispatch
+    seen = []
+
+    def spy(op, args, kwargs):
+        seen.append(op.name)
+        return real(op, args, kwargs)
+    monkeypatch.setattr(D, "dispatch", spy)
+    out.backward()
+    assert "to_dtype" not in seen
+    assert x.grad.dtype is vt.float32 and y.grad.dtype is vt.float64 and h.grad.dtype is vt.float16
+    np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(ya, (3, 5)) + 1, rtol=1e-6)
+    np.testing.assert_allclose(y.grad.numpy(), xa.astype(np.float32).sum(0, keepdims=True), rtol=1e-6)
+    np.testing.assert_array_equal(h.grad.numpy(), np.full((3, 5), 2.0, np.float16))

@@ -26,8 +26,9 @@ def sum_to(g, shape):
 
 
 def cast_grad(g, dt):
-    """``g.to(dt)`` inside a backward formula. Formulas run under no_grad (unless ``create_graph``): then
-    the cast kernel alone, without the dispatcher (autocast's backward casts one gradient per linear)."""
+    """``g.to(dt)`` inside a backward formula. The engine runs formulas under no_grad: then the cast kernel
+    alone, without the dispatcher (autocast's backward casts a gradient per residual add). With grad mode
+    on (a formula called directly) the cast is dispatched and recorded."""
     if g._dtype is dt:
         return g
     if _grad_state.enabled or g._is_sharded:
