@@ -2,7 +2,8 @@
 # GPU machine: every GPU test (single process, then MPI ranks sharing the GPU), logs under $OUT.
 # Usage: [VT_TEST_WORKERS=8] scripts/gpu-validate.sh  (needs .whl with pytest-mpi when the machine lacks it;
 # VT_TEST_WORKERS, with pytest-xdist and execnet wheels in .whl too, runs the single-process suites on that many
-# workers sharing the GPU, for less device time -- not yet tried on a GPU machine)
+# workers sharing the GPU, for less device time: 8 workers took them from ~305 s to ~60 s on an H100, fourteenth
+# session)
 set -uo pipefail
 export PYTHONUNBUFFERED=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 if ls .whl/*.whl >/dev/null 2>&1; then
