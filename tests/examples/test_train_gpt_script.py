@@ -31,8 +31,10 @@ def test_interleaved_alternates_sides_and_keeps_each_sides_step_order():
 
     per_step, losses, ratios = train_gpt.interleaved([side(0), side(1)], steps=7, rounds=3)
     assert [i for k, i in calls if k == 0] == list(range(7)) == [i for k, i in calls if k == 1]
-    assert syncs == [0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]  # a synchronize either side of each block:
-    assert [k for k, i in calls if i in (0, 3, 5)] == [0, 1, 1, 0, 0, 1]  # blocks of steps 0-1, 2-4, 5-6  # round 0 vt first, round 1 torch first, round 2 vt first
+    # blocks of steps 0-1, 2-4, 5-6: side 0 first in rounds 0 and 2, side 1 first in round 1, with a
+    # synchronize either side of each block
+    assert syncs == [0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]
+    assert [k for k, i in calls if i in (0, 3, 5)] == [0, 1, 1, 0, 0, 1]
     assert losses == [6.0, 16.0] and len(ratios) == 3 and all(t > 0 for t in per_step)
     # more rounds than steps: one step a block
     calls.clear()
