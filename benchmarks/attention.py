@@ -4,7 +4,10 @@ them, and as one full product) next to PyTorch's F.scaled_dot_product_attention,
 Times are CUDA-event device times per call (ms, median of --reps) and wall times including the host
 (which decide small problems).
 
-    python benchmarks/attention.py [--reps 20]
+    python benchmarks/attention.py [--reps 20] [--shapes reverse,medium,gpt2-small,d96,d128]
+
+The d96/d128 shapes (head dims with tensor-core flash kernels only) have no float32 flash column:
+float32 takes the materialized path there.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ SHAPES = {  # the attention calls of benchmarks/train_gpt.py's configs: (batch, 
     "reverse": (64, 4, 64, 32),
     "medium": (32, 8, 256, 64),
     "gpt2-small": (16, 12, 512, 64),
+    "d96": (8, 16, 1024, 96),    # head dims of larger models: tensor-core flash kernels only
+    "d128": (8, 16, 1024, 128),
 }
 
 
@@ -39,7 +44,11 @@ def timed(fn, reps, sync, event):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
     args = ap.parse_args()
+    bad = [s for s in args.shapes.split(",") if s not in SHAPES]
+    if bad:
+        ap.error(f"unknown shapes {bad}; choose from {list(SHAPES)}")
     import numpy as np
     import torch
     import vibetensor as vt
@@ -52,7 +61,9 @@ def main():
     print(f"GPU: {vt.cuda.get_device_name(0)}; torch {torch.__version__}; device ms / wall ms per call (median)")
     print(f"{'shape':11} {'dtype':8} {'pass':8} {'vt flash':>15} {'vt material.':>15} {'one block':>15} "
           f"{'torch sdpa':>15}")
-    for name, (B, H, T, D) in SHAPES.items():
+    from vibetensor.cuda import kernels as K
+    for name in args.shapes.split(","):
+        B, H, T, D = SHAPES[name]
         for dt, tdt in ((vt.float32, torch.float32), (vt.bfloat16, torch.bfloat16)):
             rng = np.random.default_rng(0)
             arrs = [rng.standard_normal((B, H, T, D)).astype(np.float32) for _ in range(3)]
@@ -74,8 +85,11 @@ def main():
             tfwd = lambda: torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True)  # noqa: E731
             tfb = lambda: tfwd().backward(tg)  # noqa: E731
             tres = (timed(tfwd, args.reps, torch.cuda.synchronize, tev), timed(tfb, args.reps, torch.cuda.synchronize, tev))
+            flash = K.flash_ok(q._data, k._data, v._data)
             for i, pas in enumerate(("fwd", "fwd+bwd")):
                 cells = [f"{r[i][0]:6.3f} /{r[i][1]:6.3f}" for r in res + [tres]]
+                if not flash:
+                    cells[0] = "-"
                 print(f"{name:11} {dt.name:8} {pas:8} " + " ".join(f"{c:>15}" for c in cells), flush=True)
 
 

@@ -114,7 +114,7 @@ def test_attention_causal_row_blocks_partial_grads_and_strided_heads(row_blocks,
 
 @pytest.mark.parametrize("dtype", [vt.float16, vt.bfloat16])
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("D", [16, 32, 64])
+@pytest.mark.parametrize("D", [16, 32, 64, 96, 128])
 def test_flash_tensor_core_kernels(dtype, causal, D, monkeypatch):
     """float16/bfloat16 on sm_80+: the mma.sync kernels run forward and backward (several row blocks
     and key tiles, a ragged last block, more keys than queries) and match float64 within the dtype's
@@ -134,7 +134,7 @@ def test_flash_tensor_core_kernels(dtype, causal, D, monkeypatch):
     k, v = np.random.randn(2, 3, 203, D), np.random.randn(2, 3, 203, D)
     _compare(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], dtype,
              *ATT_TOL[dtype], "sdpa_flash_backward")
-    assert set(used) >= {"flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc"}
+    assert set(used) >= {"flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc", "flash_bwd_delta"}
 
 
 @pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "row-per-thread"])
@@ -237,9 +237,26 @@ def test_flash_falls_back_for_other_head_dims():
              "sdpa")
     assert f.FUSED_CALLS["sdpa_flash"] == before
 
+def test_flash_head_dim_128_float32_takes_the_materialized_path():
+    """D = 128 has tensor-core kernels only: float32 goes to cuBLAS + softmax and stays right, bfloat16
+    (on sm_80+) to the flash kernels, forward and backward."""
+    from vibetensor.cuda import kernels as K
+    f = _fused()
+    before = dict(f.FUSED_CALLS)
+    q = np.random.randn(1, 2, 40, 128)
+    _compare(lambda q: F.scaled_dot_product_attention(q, q, q, is_causal=True), [q], vt.float32, 2e-4, 2e-5,
+             "sdpa")
+    assert f.FUSED_CALLS["sdpa_flash"] == before.get("sdpa_flash", 0)
+    if K.tensor_cores(vt.zeros(1, device="cuda", dtype=vt.bfloat16)._data.dtype):
+        _compare(lambda q: F.scaled_dot_product_attention(q, q, q, is_causal=True), [q], vt.bfloat16,
+                 *ATT_TOL[vt.bfloat16], "sdpa_flash_backward")
+        assert f.FUSED_CALLS["sdpa_flash"] > before.get("sdpa_flash", 0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Dh", [16, 128])
 @pytest.mark.parametrize("fused_qkv", [True, False], ids=["qkv-thirds", "separate"])
-def test_flash_outputs_mirror_the_input_layout(dtype, fused_qkv):
+def test_flash_outputs_mirror_the_input_layout(dtype, fused_qkv, Dh):
     """q/k/v viewed as heads of (B, T, H*D) rows: the output and dq/dk/dv are stored (B, T, H, D) like
     them (so transpose(1, 2).reshape(B, T, H*D) is a view), with the same values, bit for bit, as the
     kernels give for contiguous inputs. q/k/v that are the thirds of one (B, T, 3*H*D) projection get
@@ -249,7 +266,9 @@ def test_flash_outputs_mirror_the_input_layout(dtype, fused_qkv):
 
     def bits(a):  # bitwise comparison, also for bfloat16
         return a.view(np.uint16 if a.itemsize == 2 else np.uint32)
-    B, T, H, Dh = 2, 37, 4, 16
+    if Dh not in K.FLASH_DIMS and not K.tensor_cores(vt.zeros(1, device="cuda", dtype=dtype)._data.dtype):
+        pytest.skip(f"head dim {Dh} has tensor-core flash kernels only (float16/bfloat16 on sm_80+)")
+    B, T, H = 2, 37, 4
     if fused_qkv:
         qkv = vt.tensor(np.random.randn(B, T, 3 * H * Dh), dtype=dtype, device="cuda")._data
         q, k, v = (qkv[..., i * H * Dh:(i + 1) * H * Dh].reshape(B, T, H, Dh).transpose(0, 2, 1, 3)

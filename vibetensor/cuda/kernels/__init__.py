@@ -567,6 +567,6 @@ def binary(a, b, op, alpha=1.0):
 
 
 # flash attention lives in its own file (kernels/flash.py); these are its public names
-from .flash import FLASH_DIMS, flash_bwd, flash_fwd, flash_ok, tensor_cores, tiled_f32  # noqa: E402,F401
+from .flash import FLASH_DIMS, TC_DIMS, flash_bwd, flash_fwd, flash_ok, tensor_cores, tiled_f32  # noqa: E402,F401
 # multi-tensor AdamW (kernels/adamw.py, which uses _mod above)
 from .adamw import AdamWMulti  # noqa: E402,F401

@@ -13,6 +13,9 @@ from ...core import backend as _be
 from . import _CTYPE, _DIR, _c, _functions, ml_dtypes
 
 FLASH_DIMS = (16, 32, 64)  # head dims with a compiled kernel (per-thread rows of D floats in registers)
+# head dims of the tensor-core kernels (float16/bfloat16, sm_80+): multiples of 16 whose fragments fit the
+# registers of a 128-thread block without spilling (D = 128: 255 registers in dK/dV, sm_90 ptxas)
+TC_DIMS = (16, 32, 64, 96, 128)
 _FL_ROWS = 64
 _flash_modules: dict = {}
 
@@ -33,7 +36,7 @@ def _flash_fn(name, dtype, D):
     return f
 
 
-_tc_modules: dict = {}   # device -> RawModule of the tensor-core flash kernels
+_tc_modules: dict = {}   # (device, head dim) -> RawModule of the tensor-core flash kernels
 _sm80: dict = {}         # device -> compute capability >= 8.0 (mma.sync with bf16)
 _HALF = (np.dtype(np.float16),) + ((np.dtype(ml_dtypes.bfloat16),) if ml_dtypes is not None else ())
 
@@ -51,18 +54,21 @@ def tensor_cores(dtype) -> bool:
 
 
 def _flash_tc_fn(name, dtype, D):
+    """A kernel of the tensor-core module for head dim D (its own module per D, compiled on the first
+    call with that D: the larger dims take seconds of NVRTC that a model of another D never pays). The
+    module also holds ``flash_bwd_delta`` for D, which the CUDA-core module has only for FLASH_DIMS."""
     cp = _be.cupy_module()
     dev = cp.cuda.runtime.getDevice()
     key = (dev, name, dtype, D, "tc")
     f = _functions.get(key)
     if f is None:
-        m = _tc_modules.get(dev)
+        m = _tc_modules.get((dev, D))
         if m is None:
-            names = [f"{k}<{_CTYPE[t]}, {d}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc")
-                     for t in _HALF for d in FLASH_DIMS]
+            names = [f"{k}<{_CTYPE[t]}, {D}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc",
+                                                         "flash_bwd_delta") for t in _HALF]
             src = "".join(open(os.path.join(_DIR, f)).read()
                           for f in ("src_rows.cu", "src_flash.cu", "src_flash_tc.cu"))
-            m = _tc_modules[dev] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
+            m = _tc_modules[(dev, D)] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
         f = _functions[key] = m.get_function(f"{name}<{_CTYPE[dtype]}, {D}>")
     return f
 
@@ -122,9 +128,11 @@ def tiled_f32(dtype) -> bool:
 
 
 def flash_ok(q, k, v) -> bool:
-    """Shapes and dtypes the flash kernels take: (..., T, D) with D in FLASH_DIMS, equal batch dims,
-    one float dtype, k and v of one shape."""
-    return (q.ndim >= 2 and q.shape[-1] in FLASH_DIMS and k.shape == v.shape and k.shape[-1] == q.shape[-1]
+    """Shapes and dtypes the flash kernels take: (..., T, D) with D in FLASH_DIMS (or TC_DIMS where the
+    tensor-core kernels apply), equal batch dims, one float dtype, k and v of one shape."""
+    D = q.shape[-1] if q.ndim >= 2 else 0
+    return (q.ndim >= 2 and (D in FLASH_DIMS or (D in TC_DIMS and tensor_cores(q.dtype)))
+            and k.shape == v.shape and k.shape[-1] == q.shape[-1]
             and q.shape[:-2] == k.shape[:-2] and q.dtype == k.dtype == v.dtype and q.dtype in _CTYPE
             and q.shape[-2] > 0 and k.shape[-2] > 0 and q.size // (q.shape[-2] * q.shape[-1]) < 65536)
 
@@ -223,7 +231,8 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
     BH = q.size // (Tq * D)
     delta = cp.ndarray((BH, Tq), dtype=cp.float32)
     rows = BH * Tq
-    _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
+    tc = tensor_cores(q.dtype)
+    (_flash_tc_fn if tc else _flash_fn)("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
         o2, g2, delta, cp.int32(H), cp.int32(Tq), *gs, rows, *os_))
     # each gradient in its input's layout, so the views the model took of q/k/v (reshape, transpose)
     # map their gradients back without copies
@@ -238,7 +247,6 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
         f, smem = _flash_f32_fn("flash_bwd_dkdv_f32", D)
         f(((Tk + _TF_ROWS - 1) // _TF_ROWS, BH), (256,), dkdv_args, shared_mem=smem)
         return dq, dk, dv
-    tc = tensor_cores(q.dtype)
     fn, rows, threads = (_flash_tc_fn, _TC_ROWS, 128) if tc else (_flash_fn, _FL_ROWS, _FL_ROWS)
     sfx = "_tc" if tc else ""
     fn("flash_bwd_dq" + sfx, q.dtype, D)(((Tq + rows - 1) // rows, BH), (threads,), dq_args)
