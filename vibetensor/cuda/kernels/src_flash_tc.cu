@@ -34,11 +34,25 @@ VT_TC(__nv_bfloat16, __nv_bfloat162, __floats2bfloat162_rn, "bf16")
 __device__ __forceinline__ unsigned sh_pair(const unsigned short* s, int ld, int r, int c) {
   return *reinterpret_cast<const unsigned*>(s + r * ld + c);
 }
-// The B operand of a product whose (k x n) tile is stored k-major -- rows r0..r0+15 of s, columns
-// c0..c0+7 -- transposed on the way by ldmatrix: b0 = (r0 + 2t, r0 + 2t + 1 ; c0 + g), b1 = rows + 8.
-__device__ __forceinline__ void sh_colpairs(const unsigned short* s, int ld, int r0, int c0, unsigned& b0, unsigned& b1) {
-  unsigned addr = (unsigned)__cvta_generic_to_shared(s + (r0 + (threadIdx.x & 15)) * ld + c0);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(b0), "=r"(b1) : "r"(addr));
+// B operands of a product whose (k x n) tile is stored k-major -- rows r0..r0+15 of s, columns c0..c0+15 --
+// transposed on the way by one ldmatrix.x4: (b0, b1) for columns c0..c0+7 and (b2, b3) for c0+8..c0+15,
+// with b0 = (r0 + 2t, r0 + 2t + 1 ; c0 + g) and b1 its rows + 8.
+__device__ __forceinline__ void sh_colpairs2(const unsigned short* s, int ld, int r0, int c0, unsigned& b0, unsigned& b1,
+                                             unsigned& b2, unsigned& b3) {
+  int l = threadIdx.x & 31;
+  unsigned addr = (unsigned)__cvta_generic_to_shared(s + (r0 + (l & 15)) * ld + c0 + (l >> 4) * 8);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3) : "r"(addr));
+}
+// B operands of A @ B^T where B is a row-major (n x k) shared tile: rows n0..n0+15, columns k0..k0+15, by
+// one ldmatrix.x4 (no transpose): (b0, b1) for rows n0..n0+7 and (b2, b3) for rows n0+8..n0+15, with
+// b0 = (row n0 + g ; columns k0 + 2t, k0 + 2t + 1) and b1 its columns + 8.
+__device__ __forceinline__ void sh_rowpairs2(const unsigned short* s, int ld, int n0, int k0, unsigned& b0, unsigned& b1,
+                                             unsigned& b2, unsigned& b3) {
+  int l = threadIdx.x & 31;
+  unsigned addr = (unsigned)__cvta_generic_to_shared(s + (n0 + (l & 7) + (l >> 4) * 8) * ld + k0 + ((l >> 3) & 1) * 8);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3) : "r"(addr));
 }
 
 // Rows [r0, r0 + ROWS) of a (T, D) matrix at base (this block's batch/head already applied; rows
@@ -64,6 +78,27 @@ __device__ __forceinline__ void tc_load_tile(unsigned short* dst, const unsigned
     }
   }
 }
+
+// tc_load_tile by cp.async (sm_80+): the copies run while the block computes on the other stage. Needs
+// 16-byte aligned rows (tc_aligned); rows past n are zero-filled (source size 0, row 0's address).
+__device__ __forceinline__ bool tc_aligned(const unsigned short* base, long long st) {
+  return (((unsigned long long)base | (unsigned long long)(st * 2)) & 15) == 0;
+}
+template <int D, int ROWS>
+__device__ __forceinline__ void tc_load_tile_async(unsigned short* dst, const unsigned short* base, long long st,
+                                                   long long r0, long long n) {
+  constexpr int LD = D + 8, V = D / 8;
+  for (int idx = threadIdx.x; idx < ROWS * V; idx += blockDim.x) {
+    int j = idx / V, c = (idx % V) * 8;
+    long long r = r0 + j;
+    const unsigned short* src = base + (r < n ? r : 0) * st + c;
+    unsigned sdst = (unsigned)__cvta_generic_to_shared(dst + j * LD + c);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sdst), "l"(src), "r"(r < n ? 16 : 0));
+  }
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 template <typename T>
 __device__ __forceinline__ const unsigned short* bh_base(const T* p, Strides s, int bh, int H) {
@@ -91,13 +126,17 @@ __device__ __forceinline__ void tc_load_a(unsigned (*a)[4], const T* base, Strid
 template <typename T, int D, int TILE>
 __device__ __forceinline__ void tc_abt(float (*acc)[4], const unsigned (*a)[4], const unsigned short* b) {
   constexpr int LD = D + 8;
-  int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
 #pragma unroll
-  for (int n = 0; n < TILE / 8; ++n) {
+  for (int n = 0; n < TILE / 8; n += 2) {
     acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    acc[n + 1][0] = acc[n + 1][1] = acc[n + 1][2] = acc[n + 1][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-      TC<T>::mma(acc[n], a[kk], sh_pair(b, LD, n * 8 + g, kk * 16 + 2 * t), sh_pair(b, LD, n * 8 + g, kk * 16 + 2 * t + 8));
+    for (int kk = 0; kk < D / 16; ++kk) {
+      unsigned b0, b1, b2, b3;
+      sh_rowpairs2(b, LD, n * 8, kk * 16, b0, b1, b2, b3);
+      TC<T>::mma(acc[n], a[kk], b0, b1);
+      TC<T>::mma(acc[n + 1], a[kk], b2, b3);
+    }
   }
 }
 
@@ -110,10 +149,11 @@ __device__ __forceinline__ void tc_pv(float (*out)[4], const float (*p)[4], cons
     unsigned a[4] = {TC<T>::pack(p[2 * kk][0], p[2 * kk][1]), TC<T>::pack(p[2 * kk][2], p[2 * kk][3]),
                      TC<T>::pack(p[2 * kk + 1][0], p[2 * kk + 1][1]), TC<T>::pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
 #pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) {
-      unsigned b0, b1;
-      sh_colpairs(v, LD, kk * 16, dn * 8, b0, b1);
+    for (int dn = 0; dn < D / 8; dn += 2) {
+      unsigned b0, b1, b2, b3;
+      sh_colpairs2(v, LD, kk * 16, dn * 8, b0, b1, b2, b3);
       TC<T>::mma(out[dn], a, b0, b1);
+      TC<T>::mma(out[dn + 1], a, b2, b3);
     }
   }
 }
@@ -137,7 +177,10 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
   FL_STRIDES(ks);
   FL_STRIDES(vs);
   constexpr int TILE = TC_FWD_TILE, LD = D + 8;
-  __shared__ __align__(16) unsigned short Ks[TILE * LD], Vs[TILE * LD];
+  // two stages of K/V tiles where they fit the 48 KB of static shared memory (D <= 64): tile i + 1 is
+  // copied (cp.async) while tile i is computed on; one stage, loaded in place, above
+  constexpr int STAGES = 2 * 2 * TILE * LD * 2 <= 48 * 1024 ? 2 : 1;
+  __shared__ __align__(16) unsigned short Ks[STAGES][TILE * LD], Vs[STAGES][TILE * LD];
   int bh = blockIdx.y, w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
   long long row0 = (long long)blockIdx.x * TC_ROWS + w * 16;
   long long ra = row0 + g, rb = row0 + g + 8;
@@ -150,21 +193,44 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
   float ma = VT_NEG_INF, mb = VT_NEG_INF, la = 0.f, lb = 0.f;  // la/lb: this lane's partial row sums
   long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * TC_ROWS) - 1;
   long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
-  for (long long k0 = 0; k0 < kend; k0 += TILE) {
-    __syncthreads();
-    tc_load_tile<D, TILE>(Ks, kbase, ks.t, k0, Tk);
-    tc_load_tile<D, TILE>(Vs, vbase, vs.t, k0, Tk);
+  // the keys each of this lane's two rows sees end before ea / eb (Tk, or the row + 1 when causal)
+  long long ea = causal ? min((long long)Tk, ra + 1) : (long long)Tk, eb = causal ? min((long long)Tk, rb + 1) : (long long)Tk;
+  const bool async = STAGES == 2 && tc_aligned(kbase, ks.t) && tc_aligned(vbase, vs.t);  // uniform per block
+  if (async && kend > 0) {
+    tc_load_tile_async<D, TILE>(Ks[0], kbase, ks.t, 0, Tk);
+    tc_load_tile_async<D, TILE>(Vs[0], vbase, vs.t, 0, Tk);
+    cp_async_commit();
+  }
+  int stage = 0;
+  for (long long k0 = 0; k0 < kend; k0 += TILE, stage ^= (int)async) {
+    __syncthreads();  // every warp is done with the stage about to be refilled
+    if (async) {
+      if (k0 + TILE < kend) {
+        tc_load_tile_async<D, TILE>(Ks[stage ^ 1], kbase, ks.t, k0 + TILE, Tk);
+        tc_load_tile_async<D, TILE>(Vs[stage ^ 1], vbase, vs.t, k0 + TILE, Tk);
+        cp_async_commit();
+        cp_async_wait<1>();  // this tile's copies are done, the next tile's may still run
+      } else {
+        cp_async_wait<0>();
+      }
+    } else {
+      tc_load_tile<D, TILE>(Ks[0], kbase, ks.t, k0, Tk);
+      tc_load_tile<D, TILE>(Vs[0], vbase, vs.t, k0, Tk);
+    }
     __syncthreads();
     if (row0 >= Tq || (causal && k0 > row0 + 15)) continue;  // this warp's rows see none of the tile
+    const unsigned short *Kt = Ks[stage], *Vt = Vs[stage];
     float s[TILE / 8][4];
-    tc_abt<T, D, TILE>(s, qa, Ks);
+    tc_abt<T, D, TILE>(s, qa, Kt);
     float xa = VT_NEG_INF, xb = VT_NEG_INF;
+    // tile columns each row sees: [0, va) and [0, vb) -- one 32-bit compare per score
+    int va = (int)max(0LL, min((long long)TILE, ea - k0)), vb = (int)max(0LL, min((long long)TILE, eb - k0));
 #pragma unroll
     for (int n = 0; n < TILE / 8; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        long long key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? ra : rb;
-        float x = (key < Tk && !(causal && key > row)) ? s[n][e] * scale : VT_NEG_INF;
+        int kc = n * 8 + 2 * t + (e & 1);
+        float x = kc < (e < 2 ? va : vb) ? s[n][e] * scale : VT_NEG_INF;
         s[n][e] = x;
         if (e < 2) xa = fmaxf(xa, x); else xb = fmaxf(xb, x);
       }
@@ -186,7 +252,7 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
     mb = nb;
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) { acc[dn][0] *= ca; acc[dn][1] *= ca; acc[dn][2] *= cb; acc[dn][3] *= cb; }
-    tc_pv<T, D, TILE>(acc, s, Vs);
+    tc_pv<T, D, TILE>(acc, s, Vt);
   }
   la = quad_sum(la);
   lb = quad_sum(lb);
@@ -231,6 +297,9 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
   for (int dn = 0; dn < D / 8; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
   long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * TC_ROWS) - 1;
   long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
+  // keys each of this lane's rows sees end before ea / eb (none for a row past Tq), as in the forward
+  long long ea = ra < Tq ? (causal ? min((long long)Tk, ra + 1) : (long long)Tk) : 0;
+  long long eb = rb < Tq ? (causal ? min((long long)Tk, rb + 1) : (long long)Tk) : 0;
   for (long long k0 = 0; k0 < kend; k0 += TILE) {
     __syncthreads();
     tc_load_tile<D, TILE>(Ks, kbase, ks.t, k0, Tk);
@@ -240,12 +309,12 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
     float s[TILE / 8][4], dp[TILE / 8][4];
     tc_abt<T, D, TILE>(s, qa, Ks);
     tc_abt<T, D, TILE>(dp, ga, Vs);
+    int va = (int)max(0LL, min((long long)TILE, ea - k0)), vb = (int)max(0LL, min((long long)TILE, eb - k0));
 #pragma unroll
     for (int n = 0; n < TILE / 8; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        long long key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? ra : rb;
-        bool live = row < Tq && key < Tk && !(causal && key > row);
+        bool live = n * 8 + 2 * t + (e & 1) < (e < 2 ? va : vb);
         float p = live ? __expf(s[n][e] * scale - (e < 2 ? La : Lb)) : 0.f;
         s[n][e] = p * (dp[n][e] - (e < 2 ? Da : Db));
       }
@@ -303,13 +372,17 @@ __global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k,
     float s[TILE / 8][4], dp[TILE / 8][4];
     tc_abt<T, D, TILE>(s, kfr, Qs);   // S^T (keys x queries)
     tc_abt<T, D, TILE>(dp, vfr, Gs);  // dP^T = V dO^T
+    // tile columns (queries) each of this lane's key rows sees: [lo, hi) -- from the key itself when causal,
+    // up to the last query; none for a key row past Tk
+    int hq = (int)min((long long)TILE, Tq - q0);
+    int loa = causal ? (int)max(0LL, min((long long)TILE, ka - q0)) : 0, hia = ka < Tk ? hq : 0;
+    int lob = causal ? (int)max(0LL, min((long long)TILE, kb - q0)) : 0, hib = kb < Tk ? hq : 0;
 #pragma unroll
     for (int n = 0; n < TILE / 8; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         int j = n * 8 + 2 * t + (e & 1);
-        long long qi = q0 + j, key = e < 2 ? ka : kb;
-        bool live = qi < Tq && key < Tk && !(causal && key > qi);
+        bool live = j >= (e < 2 ? loa : lob) && j < (e < 2 ? hia : hib);
         float p = live ? __expf(s[n][e] * scale - Ls[j]) : 0.f;
         s[n][e] = p;
         dp[n][e] = p * (dp[n][e] - Ds[j]);
