@@ -8,6 +8,11 @@
 // B(2t..2t+1 | +8, g) and C(g | g+8, 2t..2t+1). Score accumulators (C layout) become the A operand
 // of the next product without leaving registers. Probabilities and dS are rounded to the input
 // dtype for their products (as FlashAttention-2 does); everything else accumulates in float32.
+// B operands come from shared memory four registers per ldmatrix.x4 (a quarter of the 32-bit loads of
+// one register each); masks compare 32-bit tile columns against per-row limits set once per tile; the
+// forward copies the next K/V tile by cp.async while it computes on this one where two stages fit
+// (D <= 64). Fifteenth session, H100 (BENCHMARKS.md): gpt2-small's attention 1.7x faster forward and
+// 1.5x backward than with one-register loads, 64-bit masks and in-place tile loads.
 
 #define TC_WARPS 4
 #define TC_ROWS (16 * TC_WARPS)
@@ -30,10 +35,6 @@ template <typename T> struct TC;
 VT_TC(__half, __half2, __floats2half2_rn, "f16")
 VT_TC(__nv_bfloat16, __nv_bfloat162, __floats2bfloat162_rn, "bf16")
 
-// Two 16-bit values of shared memory as one register: (r, c) and (r, c + 1), c even.
-__device__ __forceinline__ unsigned sh_pair(const unsigned short* s, int ld, int r, int c) {
-  return *reinterpret_cast<const unsigned*>(s + r * ld + c);
-}
 // B operands of a product whose (k x n) tile is stored k-major -- rows r0..r0+15 of s, columns c0..c0+15 --
 // transposed on the way by one ldmatrix.x4: (b0, b1) for columns c0..c0+7 and (b2, b3) for c0+8..c0+15,
 // with b0 = (r0 + 2t, r0 + 2t + 1 ; c0 + g) and b1 its rows + 8.
