@@ -110,6 +110,24 @@ def test_reshape_copy_has_own_version_counter(device):
     assert z._vc is x._vc
 
 
+def test_reshape_of_a_strided_slice_is_a_view_with_gradients(device):
+    """A split slice (non-contiguous, last-dim stride kept) reshaped into heads is a view of its base, as in
+    PyTorch; a transposed tensor's reshape copies. Gradients through both match numpy's."""
+    a = R(2, 5, 12)
+    x = vt.tensor(a, dtype=vt.float64, device=device, requires_grad=True)
+    q, k, v = x.split(4, dim=-1)
+    h = k.reshape(2, 5, 2, 2)
+    assert h._vc is x._vc and h._base is x
+    t = x.transpose(0, 1).reshape(5, 24)          # not viewable: a copy with its own version counter
+    assert t._vc is not x._vc
+    w1, w2 = R(2, 5, 2, 2), R(5, 24)
+    ((h * vt.tensor(w1, device=device)).sum() + (t * vt.tensor(w2, device=device)).sum()).backward()
+    want = np.zeros_like(a)
+    want[..., 4:8] = w1.reshape(2, 5, 4)
+    want += w2.reshape(5, 2, 12).transpose(1, 0, 2)
+    assert_close(x.grad, want)
+
+
 def test_split_chunk_unbind_values(device):
     a = R(5, 7)
     x = vt.tensor(a, dtype=vt.float64, device=device)
