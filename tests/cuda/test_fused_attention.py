@@ -237,6 +237,33 @@ def test_flash_falls_back_for_other_head_dims():
              "sdpa")
     assert f.FUSED_CALLS["sdpa_flash"] == before
 
+@pytest.mark.parametrize("dtype", [vt.float16, vt.bfloat16])
+def test_flash_tensor_core_rows_not_16_byte_aligned(dtype):
+    """q/k/v whose rows do not start on 16 bytes (a slice one element into a wider buffer) take the
+    kernels' in-place tile loads instead of cp.async / vector loads, with the same results bit for bit
+    as contiguous copies, forward and backward."""
+    from vibetensor.cuda import kernels as K
+    if not K.tensor_cores(vt.zeros(1, device="cuda", dtype=dtype)._data.dtype):
+        pytest.skip("tensor-core flash kernels need compute capability 8.0+")
+    rng = np.random.default_rng(3)
+    wide = [vt.tensor(rng.standard_normal((2, 3, 70, 17)), dtype=dtype, device="cuda") for _ in range(3)]
+    g = vt.tensor(rng.standard_normal((2, 3, 70, 16)), dtype=dtype, device="cuda")
+
+    def run(contiguous):
+        qkv = [w[..., 1:].contiguous() if contiguous else w[..., 1:] for w in wide]
+        qkv = [t.detach().requires_grad_() for t in qkv]
+        out = F.scaled_dot_product_attention(*qkv, is_causal=True)
+        out.backward(g)
+        return [out] + [t.grad for t in qkv]
+    f = _fused()
+    before = f.FUSED_CALLS["sdpa_flash"]
+    strided, dense = run(False), run(True)
+    assert f.FUSED_CALLS["sdpa_flash"] == before + 2
+    assert wide[0][..., 1:]._data.data.ptr % 16 != 0
+    for a, b in zip(strided, dense):
+        np.testing.assert_array_equal(a.float().cpu().numpy(), b.float().cpu().numpy())
+
+
 def test_flash_head_dim_128_float32_takes_the_materialized_path():
     """D = 128 has tensor-core kernels only: float32 goes to cuBLAS + softmax and stays right, bfloat16
     (on sm_80+) to the flash kernels, forward and backward."""
