@@ -248,7 +248,7 @@ def call_view(op, t, args):
             arr = op.kernels[Key.CUDA](t._data, *args)
     else:
         arr = op.kernels[Key.CPU](t._data, *args)
-    out = T._view_of(arr, t)
+    out = T._make(arr, dev, False, t._vc, t if t._base is None else t._base)
     if t.requires_grad and _grad_state.enabled and op.backward_fn is not None:
         _autograd_attach_view(op, t, args, out)
     return out

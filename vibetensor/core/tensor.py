@@ -49,7 +49,9 @@ class Tensor:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def _make(cls, arr, dev: Device, requires_grad=False):
+    def _make(cls, arr, dev: Device, requires_grad=False, vc=None, base=None):
+        """A tensor on ``arr``; ``vc``/``base``: the version counter and base of the tensor whose view ``arr``
+        is (``dispatcher.call_view``), else a new counter and no base."""
         t = object.__new__(cls)
         if type(arr) not in _ARRAY_TYPES:
             if not hasattr(arr, "shape") or isinstance(arr, np.generic):
@@ -64,33 +66,12 @@ class Tensor:
         t.grad = None
         t.grad_fn = None
         t._output_nr = 0
-        t._vc = _VersionCounter()
-        t._base = None
+        t._vc = _VersionCounter() if vc is None else vc
+        t._base = base
         t._accum = None
         t._post_hooks = None
         t._retains_grad = False
         return t
-
-    @classmethod
-    def _view_of(cls, arr, t):
-        """``_make`` for ``arr``, a view of ``t``'s storage made by a view kernel (an array of t's array
-        type): t's device, version counter and base, without the version counter ``_make`` would make."""
-        v = object.__new__(cls)
-        v._data = arr
-        v._device = t._device
-        d = _FROM_NP.get(arr.dtype)
-        v._dtype = d if d is not None else _dt.from_numpy_dtype(arr.dtype)
-        v.requires_grad = False
-        v.grad = None
-        v.grad_fn = None
-        v._output_nr = 0
-        v._vc = t._vc
-        b = t._base
-        v._base = t if b is None else b
-        v._accum = None
-        v._post_hooks = None
-        v._retains_grad = False
-        return v
 
     def __init__(self, *a, **k):
         raise TypeError("construct tensors with vt.tensor(data), vt.zeros(...), vt.from_numpy(...) etc.")
