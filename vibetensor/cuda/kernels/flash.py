@@ -14,7 +14,7 @@ from . import _CTYPE, _DIR, _c, _functions, ml_dtypes
 
 FLASH_DIMS = (16, 32, 64)  # head dims with a compiled kernel (per-thread rows of D floats in registers)
 # head dims of the tensor-core kernels (float16/bfloat16, sm_80+): multiples of 16 whose fragments fit the
-# registers of a 128-thread block without spilling (D = 128: 255 registers in dK/dV, sm_90 ptxas)
+# registers of a 128-thread block (sm_90 ptxas: D = 128's dK/dV kernel uses all 255 and spills 16 bytes)
 TC_DIMS = (16, 32, 64, 96, 128)
 _FL_ROWS = 64
 _flash_modules: dict = {}
