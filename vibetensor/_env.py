@@ -61,7 +61,9 @@ class Flags:
     events_capacity: int          # VT_EVENTS_CAPACITY: size of the per-process event ring
     dump_dir: str                 # VT_DUMP_DIR: where event-ring dumps and rank error files go
     fused_kernels: bool           # VT_FUSED_KERNELS: use the fused CUDA kernels (0 = generic CuPy paths)
-    flash_attention: str          # VT_FLASH_ATTENTION: auto (small problems) | on | off: flash-style attention
+    # VT_FLASH_ATTENTION: auto | on | off: flash-style attention. auto: the tensor-core (float16/bfloat16) and
+    # tiled float32 kernels at every size, the CUDA-core ones for small problems (cuda/fused.py)
+    flash_attention: str
 
 
 def _read() -> Flags:
