@@ -36,7 +36,10 @@ def _flash_fn(name, dtype, D):
     return f
 
 
-_tc_modules: dict = {}   # (device, head dim) -> RawModule of the tensor-core flash kernels
+_tc_modules: dict = {}   # (device, head dim, options) -> RawModule of the tensor-core flash kernels
+# extra NVRTC options of the tensor-core module, e.g. ("-DVT_TC_BWD_STAGES=1",): the variants that
+# src_flash_tc.cu keeps behind macros, for side-by-side timing (.scratch-style A/B scripts, tests)
+TC_OPTIONS: tuple = ()
 _sm80: dict = {}         # device -> compute capability >= 8.0 (mma.sync with bf16)
 _HALF = (np.dtype(np.float16),) + ((np.dtype(ml_dtypes.bfloat16),) if ml_dtypes is not None else ())
 
@@ -59,16 +62,17 @@ def _flash_tc_fn(name, dtype, D):
     module also holds ``flash_bwd_delta`` for D, which the CUDA-core module has only for FLASH_DIMS."""
     cp = _be.cupy_module()
     dev = cp.cuda.runtime.getDevice()
-    key = (dev, name, dtype, D, "tc")
+    key = (dev, name, dtype, D, "tc", TC_OPTIONS)
     f = _functions.get(key)
     if f is None:
-        m = _tc_modules.get((dev, D))
+        m = _tc_modules.get((dev, D, TC_OPTIONS))
         if m is None:
             names = [f"{k}<{_CTYPE[t]}, {D}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc",
                                                          "flash_bwd_delta") for t in _HALF]
             src = "".join(open(os.path.join(_DIR, f)).read()
                           for f in ("src_rows.cu", "src_flash.cu", "src_flash_tc.cu"))
-            m = _tc_modules[(dev, D)] = cp.RawModule(code=src, options=("--std=c++14",), name_expressions=names)
+            m = _tc_modules[(dev, D, TC_OPTIONS)] = cp.RawModule(code=src, options=("--std=c++14",) + TC_OPTIONS,
+                                                                 name_expressions=names)
         f = _functions[key] = m.get_function(f"{name}<{_CTYPE[dtype]}, {D}>")
     return f
 

@@ -9,10 +9,11 @@
 // of the next product without leaving registers. Probabilities and dS are rounded to the input
 // dtype for their products (as FlashAttention-2 does); everything else accumulates in float32.
 // B operands come from shared memory four registers per ldmatrix.x4 (a quarter of the 32-bit loads of
-// one register each); masks compare 32-bit tile columns against per-row limits set once per tile; the
-// forward copies the next K/V tile by cp.async while it computes on this one where two stages fit
-// (D <= 64). Fifteenth session, H100 (BENCHMARKS.md): gpt2-small's attention 1.7x faster forward and
-// 1.5x backward than with one-register loads, 64-bit masks and in-place tile loads.
+// one register each); masks compare 32-bit tile columns against per-row limits set once per tile. All
+// three kernels copy the next tile by cp.async while they compute on this one (two stages; rows not
+// 16-byte aligned take in-place loads); the forward's key tile is 64 rows up to D = 64 and 32 above, so
+// that two stages fit 48 KB of static shared memory. BENCHMARKS.md, fifteenth and sixteenth sessions,
+// has the H100 figures.
 
 #define TC_WARPS 4
 #define TC_ROWS (16 * TC_WARPS)
@@ -97,9 +98,23 @@ __device__ __forceinline__ void tc_load_tile_async(unsigned short* dst, const un
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sdst), "l"(src), "r"(r < n ? 16 : 0));
   }
 }
+// one float by cp.async (4 bytes; zero-filled when !ok, from a valid address)
+__device__ __forceinline__ void cp_async_f32(float* dst, const float* src, bool ok) {
+  unsigned sdst = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sdst), "l"(src), "r"(ok ? 4 : 0));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Causal forward and dQ blocks: the last row tiles see the most keys, so they are scheduled first (blocks
+// start roughly in blockIdx order), leaving the short ones for the tail of the grid.
+#ifndef VT_TC_HEAVY_FIRST
+#define VT_TC_HEAVY_FIRST 1
+#endif
+__device__ __forceinline__ long long tc_row_tile(int causal) {
+  return (VT_TC_HEAVY_FIRST && causal) ? (long long)(gridDim.x - 1 - blockIdx.x) : (long long)blockIdx.x;
+}
 
 template <typename T>
 __device__ __forceinline__ const unsigned short* bh_base(const T* p, Strides s, int bh, int H) {
@@ -168,7 +183,12 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffff, v, 2);
 }
 
+// Key tile of the forward: 64 rows up to D = 64; 32 above, where two stages of 64 would not fit the 48 KB of
+// static shared memory (measured against one in-place stage of 64: BENCHMARKS.md, sixteenth session).
 #define TC_FWD_TILE 64
+#ifndef VT_TC_FWD_TILE_BIG
+#define VT_TC_FWD_TILE_BIG 32
+#endif
 template <typename T, int D>
 __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, const T* v, T* o, float* lse, int H, int Tq,
     int Tk, long long qsb, long long qsh, long long qst, long long ksb, long long ksh, long long kst, long long vsb,
@@ -177,13 +197,14 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
-  constexpr int TILE = TC_FWD_TILE, LD = D + 8;
-  // two stages of K/V tiles where they fit the 48 KB of static shared memory (D <= 64): tile i + 1 is
-  // copied (cp.async) while tile i is computed on; one stage, loaded in place, above
+  constexpr int TILE = D <= 64 ? TC_FWD_TILE : VT_TC_FWD_TILE_BIG, LD = D + 8;
+  // two stages of K/V tiles where they fit the 48 KB of static shared memory: tile i + 1 is copied
+  // (cp.async) while tile i is computed on; else one stage, loaded in place
   constexpr int STAGES = 2 * 2 * TILE * LD * 2 <= 48 * 1024 ? 2 : 1;
   __shared__ __align__(16) unsigned short Ks[STAGES][TILE * LD], Vs[STAGES][TILE * LD];
   int bh = blockIdx.y, w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-  long long row0 = (long long)blockIdx.x * TC_ROWS + w * 16;
+  const long long tile = tc_row_tile(causal);
+  long long row0 = tile * TC_ROWS + w * 16;
   long long ra = row0 + g, rb = row0 + g + 8;
   unsigned qa[D / 16][4];
   tc_load_a<T, D>(qa, q, qs, bh, H, row0, Tq);
@@ -192,7 +213,7 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
   float ma = VT_NEG_INF, mb = VT_NEG_INF, la = 0.f, lb = 0.f;  // la/lb: this lane's partial row sums
-  long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * TC_ROWS) - 1;
+  long long last_row = min((long long)Tq, (tile + 1) * TC_ROWS) - 1;
   long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
   // the keys each of this lane's two rows sees end before ea / eb (Tk, or the row + 1 when causal)
   long long ea = causal ? min((long long)Tk, ra + 1) : (long long)Tk, eb = causal ? min((long long)Tk, rb + 1) : (long long)Tk;
@@ -271,7 +292,12 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
 }
 
 // dQ = scale * dS @ K with dS = P * (dO V^T - delta), P = exp(scale * Q K^T - lse); one warp per 16 query rows.
+// The backward kernels' tiles: 32 rows, two stages (the next tile copied by cp.async while this one is
+// computed on) when rows are 16-byte aligned; VT_TC_BWD_STAGES=1 gives the in-place loads of before.
 #define TC_BWD_TILE 32
+#ifndef VT_TC_BWD_STAGES
+#define VT_TC_BWD_STAGES 2
+#endif
 template <typename T, int D>
 __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, const T* v, const T* dout,
     const float* lse, const float* delta, T* dq, int H, int Tq, int Tk, long long qsb, long long qsh, long long qst,
@@ -282,10 +308,11 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
   FL_STRIDES(ks);
   FL_STRIDES(vs);
   FL_STRIDES(gs);
-  constexpr int TILE = TC_BWD_TILE, LD = D + 8;
-  __shared__ __align__(16) unsigned short Ks[TILE * LD], Vs[TILE * LD];
+  constexpr int TILE = TC_BWD_TILE, LD = D + 8, STAGES = VT_TC_BWD_STAGES;
+  __shared__ __align__(16) unsigned short Ks[STAGES][TILE * LD], Vs[STAGES][TILE * LD];
   int bh = blockIdx.y, w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-  long long row0 = (long long)blockIdx.x * TC_ROWS + w * 16;
+  const long long tile = tc_row_tile(causal);
+  long long row0 = tile * TC_ROWS + w * 16;
   long long ra = row0 + g, rb = row0 + g + 8;
   unsigned qa[D / 16][4], ga[D / 16][4];
   tc_load_a<T, D>(qa, q, qs, bh, H, row0, Tq);
@@ -296,20 +323,39 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
   float acc[D / 8][4];
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) acc[dn][0] = acc[dn][1] = acc[dn][2] = acc[dn][3] = 0.f;
-  long long last_row = min((long long)Tq, (long long)(blockIdx.x + 1) * TC_ROWS) - 1;
+  long long last_row = min((long long)Tq, (tile + 1) * TC_ROWS) - 1;
   long long kend = causal ? min((long long)Tk, last_row + 1) : (long long)Tk;
   // keys each of this lane's rows sees end before ea / eb (none for a row past Tq), as in the forward
   long long ea = ra < Tq ? (causal ? min((long long)Tk, ra + 1) : (long long)Tk) : 0;
   long long eb = rb < Tq ? (causal ? min((long long)Tk, rb + 1) : (long long)Tk) : 0;
-  for (long long k0 = 0; k0 < kend; k0 += TILE) {
-    __syncthreads();
-    tc_load_tile<D, TILE>(Ks, kbase, ks.t, k0, Tk);
-    tc_load_tile<D, TILE>(Vs, vbase, vs.t, k0, Tk);
+  const bool async = STAGES == 2 && tc_aligned(kbase, ks.t) && tc_aligned(vbase, vs.t);  // uniform per block
+  if (async && kend > 0) {
+    tc_load_tile_async<D, TILE>(Ks[0], kbase, ks.t, 0, Tk);
+    tc_load_tile_async<D, TILE>(Vs[0], vbase, vs.t, 0, Tk);
+    cp_async_commit();
+  }
+  int stage = 0;
+  for (long long k0 = 0; k0 < kend; k0 += TILE, stage ^= (int)async) {
+    __syncthreads();  // every warp is done with the stage about to be refilled
+    if (async) {
+      if (k0 + TILE < kend) {
+        tc_load_tile_async<D, TILE>(Ks[stage ^ 1], kbase, ks.t, k0 + TILE, Tk);
+        tc_load_tile_async<D, TILE>(Vs[stage ^ 1], vbase, vs.t, k0 + TILE, Tk);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+    } else {
+      tc_load_tile<D, TILE>(Ks[0], kbase, ks.t, k0, Tk);
+      tc_load_tile<D, TILE>(Vs[0], vbase, vs.t, k0, Tk);
+    }
     __syncthreads();
     if (row0 >= Tq || (causal && k0 > row0 + 15)) continue;
+    const unsigned short *Kt = Ks[stage], *Vt = Vs[stage];
     float s[TILE / 8][4], dp[TILE / 8][4];
-    tc_abt<T, D, TILE>(s, qa, Ks);
-    tc_abt<T, D, TILE>(dp, ga, Vs);
+    tc_abt<T, D, TILE>(s, qa, Kt);
+    tc_abt<T, D, TILE>(dp, ga, Vt);
     int va = (int)max(0LL, min((long long)TILE, ea - k0)), vb = (int)max(0LL, min((long long)TILE, eb - k0));
 #pragma unroll
     for (int n = 0; n < TILE / 8; ++n)
@@ -320,7 +366,7 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
         s[n][e] = p * (dp[n][e] - (e < 2 ? Da : Db));
       }
     // dQ += dS @ K: K's tile is the B operand stored k-major (key rows), as V is in the forward
-    tc_pv<T, D, TILE>(acc, s, Ks);
+    tc_pv<T, D, TILE>(acc, s, Kt);
   }
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) {
@@ -342,9 +388,9 @@ __global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k,
   FL_STRIDES(ks);
   FL_STRIDES(vs);
   FL_STRIDES(gs);
-  constexpr int TILE = TC_BWD_TILE, LD = D + 8;
-  __shared__ __align__(16) unsigned short Qs[TILE * LD], Gs[TILE * LD];
-  __shared__ float Ls[TILE], Ds[TILE];
+  constexpr int TILE = TC_BWD_TILE, LD = D + 8, STAGES = VT_TC_BWD_STAGES;
+  __shared__ __align__(16) unsigned short Qs[STAGES][TILE * LD], Gs[STAGES][TILE * LD];
+  __shared__ __align__(16) float Ls[STAGES][TILE], Ds[STAGES][TILE];
   int bh = blockIdx.y, w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
   long long key0 = (long long)blockIdx.x * TC_ROWS + w * 16;
   long long ka = key0 + g, kb = key0 + g + 8;
@@ -359,20 +405,50 @@ __global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k,
     for (int e = 0; e < 4; ++e) gk[dn][e] = gv[dn][e] = 0.f;
   long long q0 = causal ? (long long)blockIdx.x * TC_ROWS : 0;  // earlier queries see none of these keys
   q0 -= q0 % TILE;
-  for (; q0 < Tq; q0 += TILE) {
-    __syncthreads();
-    tc_load_tile<D, TILE>(Qs, qbase, qs.t, q0, Tq);
-    tc_load_tile<D, TILE>(Gs, gbase, gs.t, q0, Tq);
-    for (int j = threadIdx.x; j < TILE; j += blockDim.x) {
-      long long i = q0 + j;
-      Ls[j] = i < Tq ? lse[(long long)bh * Tq + i] : 0.f;
-      Ds[j] = i < Tq ? delta[(long long)bh * Tq + i] : 0.f;
+  const float *lrow = lse + (long long)bh * Tq, *drow = delta + (long long)bh * Tq;
+  const bool async = STAGES == 2 && tc_aligned(qbase, qs.t) && tc_aligned(gbase, gs.t);  // uniform per block
+  // tile qt's Q, dO rows and their lse/delta into stage st: by cp.async, else in place
+  auto load = [&](int st, long long qt) {
+    if (async) {
+      tc_load_tile_async<D, TILE>(Qs[st], qbase, qs.t, qt, Tq);
+      tc_load_tile_async<D, TILE>(Gs[st], gbase, gs.t, qt, Tq);
+      for (int j = threadIdx.x; j < TILE; j += blockDim.x) {
+        long long i = qt + j;
+        cp_async_f32(&Ls[st][j], lrow + (i < Tq ? i : 0), i < Tq);
+        cp_async_f32(&Ds[st][j], drow + (i < Tq ? i : 0), i < Tq);
+      }
+      cp_async_commit();
+    } else {
+      tc_load_tile<D, TILE>(Qs[st], qbase, qs.t, qt, Tq);
+      tc_load_tile<D, TILE>(Gs[st], gbase, gs.t, qt, Tq);
+      for (int j = threadIdx.x; j < TILE; j += blockDim.x) {
+        long long i = qt + j;
+        Ls[st][j] = i < Tq ? lrow[i] : 0.f;
+        Ds[st][j] = i < Tq ? drow[i] : 0.f;
+      }
+    }
+  };
+  if (async && q0 < Tq) load(0, q0);
+  int stage = 0;
+  for (; q0 < Tq; q0 += TILE, stage ^= (int)async) {
+    __syncthreads();  // every warp is done with the stage about to be refilled
+    if (async) {
+      if (q0 + TILE < Tq) {
+        load(stage ^ 1, q0 + TILE);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+    } else {
+      load(0, q0);
     }
     __syncthreads();
     if (key0 >= Tk || (causal && q0 + TILE - 1 < key0)) continue;  // no query of the tile sees these keys
+    const unsigned short *Qt = Qs[stage], *Gt = Gs[stage];
+    const float *Lt = Ls[stage], *Dt = Ds[stage];
     float s[TILE / 8][4], dp[TILE / 8][4];
-    tc_abt<T, D, TILE>(s, kfr, Qs);   // S^T (keys x queries)
-    tc_abt<T, D, TILE>(dp, vfr, Gs);  // dP^T = V dO^T
+    tc_abt<T, D, TILE>(s, kfr, Qt);   // S^T (keys x queries)
+    tc_abt<T, D, TILE>(dp, vfr, Gt);  // dP^T = V dO^T
     // tile columns (queries) each of this lane's key rows sees: [lo, hi) -- from the key itself when causal,
     // up to the last query; none for a key row past Tk
     int hq = (int)min((long long)TILE, Tq - q0);
@@ -384,12 +460,12 @@ __global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k,
       for (int e = 0; e < 4; ++e) {
         int j = n * 8 + 2 * t + (e & 1);
         bool live = j >= (e < 2 ? loa : lob) && j < (e < 2 ? hia : hib);
-        float p = live ? __expf(s[n][e] * scale - Ls[j]) : 0.f;
+        float p = live ? __expf(s[n][e] * scale - Lt[j]) : 0.f;
         s[n][e] = p;
-        dp[n][e] = p * (dp[n][e] - Ds[j]);
+        dp[n][e] = p * (dp[n][e] - Dt[j]);
       }
-    tc_pv<T, D, TILE>(gv, s, Gs);   // dV += P^T dO
-    tc_pv<T, D, TILE>(gk, dp, Qs);  // dK += dS^T Q
+    tc_pv<T, D, TILE>(gv, s, Gt);   // dV += P^T dO
+    tc_pv<T, D, TILE>(gk, dp, Qt);  // dK += dS^T Q
   }
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) {
