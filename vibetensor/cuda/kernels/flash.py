@@ -58,8 +58,7 @@ def tensor_cores(dtype) -> bool:
 
 def _flash_tc_fn(name, dtype, D):
     """A kernel of the tensor-core module for head dim D (its own module per D, compiled on the first
-    call with that D: the larger dims take seconds of NVRTC that a model of another D never pays). The
-    module also holds ``flash_bwd_delta`` for D, which the CUDA-core module has only for FLASH_DIMS."""
+    call with that D: the larger dims take seconds of NVRTC that a model of another D never pays)."""
     cp = _be.cupy_module()
     dev = cp.cuda.runtime.getDevice()
     key = (dev, name, dtype, D, "tc", TC_OPTIONS)
@@ -67,8 +66,8 @@ def _flash_tc_fn(name, dtype, D):
     if f is None:
         m = _tc_modules.get((dev, D, TC_OPTIONS))
         if m is None:
-            names = [f"{k}<{_CTYPE[t]}, {D}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc",
-                                                         "flash_bwd_delta") for t in _HALF]
+            names = [f"{k}<{_CTYPE[t]}, {D}>" for k in ("flash_fwd_tc", "flash_bwd_dq_tc", "flash_bwd_dkdv_tc")
+                     for t in _HALF]
             src = "".join(open(os.path.join(_DIR, f)).read()
                           for f in ("src_rows.cu", "src_flash.cu", "src_flash_tc.cu"))
             m = _tc_modules[(dev, D, TC_OPTIONS)] = cp.RawModule(code=src, options=("--std=c++14",) + TC_OPTIONS,
@@ -236,8 +235,11 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
     delta = cp.ndarray((BH, Tq), dtype=cp.float32)
     rows = BH * Tq
     tc = tensor_cores(q.dtype)
-    (_flash_tc_fn if tc else _flash_fn)("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
-        o2, g2, delta, cp.int32(H), cp.int32(Tq), *gs, rows, *os_))
+    if tc and (o2.data.ptr % 4 or any(x % 2 for x in os_)):
+        o2, _, os_ = _bht(_c(o2))  # the dQ kernel reads O's rows as 32-bit pairs
+    if not tc:  # the tensor-core dQ kernel computes delta itself, for the dK/dV kernel after it
+        _flash_fn("flash_bwd_delta", q.dtype, D)(((rows * 32 + 255) // 256,), (256,), (
+            o2, g2, delta, cp.int32(H), cp.int32(Tq), *gs, rows, *os_))
     # each gradient in its input's layout, so the views the model took of q/k/v (reshape, transpose)
     # map their gradients back without copies
     dq, dqs, dk, dv, dks = _grads_like(q, k, v, q.dtype)
@@ -253,6 +255,8 @@ def flash_bwd(g, q, k, v, scale, causal, o=None, lse=None):
         return dq, dk, dv
     fn, rows, threads = (_flash_tc_fn, _TC_ROWS, 128) if tc else (_flash_fn, _FL_ROWS, _FL_ROWS)
     sfx = "_tc" if tc else ""
+    if tc:
+        dq_args += (o2, *os_)
     fn("flash_bwd_dq" + sfx, q.dtype, D)(((Tq + rows - 1) // rows, BH), (threads,), dq_args)
     fn("flash_bwd_dkdv" + sfx, q.dtype, D)(((Tk + rows - 1) // rows, BH), (threads,), dkdv_args)
     return dq, dk, dv

@@ -12,19 +12,22 @@
 // one register each); masks compare 32-bit tile columns against per-row limits set once per tile. All
 // three kernels copy the next tile by cp.async while they compute on this one (two stages; rows not
 // 16-byte aligned take in-place loads); the forward's key tile is 64 rows up to D = 64 and 32 above, so
-// that two stages fit 48 KB of static shared memory. BENCHMARKS.md, fifteenth and sixteenth sessions,
-// has the H100 figures.
+// that two stages fit 48 KB of static shared memory. The dQ kernel computes delta = rowsum(dO * O) for
+// the dK/dV kernel after it. BENCHMARKS.md, fifteenth and sixteenth sessions, has the H100 figures.
 
 #define TC_WARPS 4
 #define TC_ROWS (16 * TC_WARPS)
 
 template <typename T> struct TC;
 // TC<T>: pack two floats into one register of T pairs; c += a @ b on one m16n8k16 tile (PTX type PT).
-#define VT_TC(T, T2, CVT, PT)                                                                                  \
+#define VT_TC(T, T2, CVT, UNPK, PT)                                                                                  \
   template <> struct TC<T> {                                                                                   \
     static __device__ __forceinline__ unsigned pack(float a, float b) {                                        \
       T2 h = CVT(a, b);                                                                                        \
       return *reinterpret_cast<unsigned*>(&h);                                                                 \
+    }                                                                                                          \
+    static __device__ __forceinline__ float2 unpack(unsigned x) {                                              \
+      return UNPK(*reinterpret_cast<T2*>(&x));                                                                 \
     }                                                                                                          \
     static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {        \
       asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PT "." PT ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "   \
@@ -33,8 +36,8 @@ template <typename T> struct TC;
                    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                            \
     }                                                                                                          \
   };
-VT_TC(__half, __half2, __floats2half2_rn, "f16")
-VT_TC(__nv_bfloat16, __nv_bfloat162, __floats2bfloat162_rn, "bf16")
+VT_TC(__half, __half2, __floats2half2_rn, __half22float2, "f16")
+VT_TC(__nv_bfloat16, __nv_bfloat162, __floats2bfloat162_rn, __bfloat1622float2, "bf16")
 
 // B operands of a product whose (k x n) tile is stored k-major -- rows r0..r0+15 of s, columns c0..c0+15 --
 // transposed on the way by one ldmatrix.x4: (b0, b1) for columns c0..c0+7 and (b2, b3) for c0+8..c0+15,
@@ -107,6 +110,38 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// K and V rows [k0, k0 + TILE) into one stage: by cp.async (one commit group), else in place.
+template <int D, int TILE>
+__device__ __forceinline__ void tc_kv_load(unsigned short* ks, unsigned short* vs, const unsigned short* kbase,
+                                           long long kst, const unsigned short* vbase, long long vst, long long k0,
+                                           long long Tk, bool async) {
+  if (async) {
+    tc_load_tile_async<D, TILE>(ks, kbase, kst, k0, Tk);
+    tc_load_tile_async<D, TILE>(vs, vbase, vst, k0, Tk);
+    cp_async_commit();
+  } else {
+    tc_load_tile<D, TILE>(ks, kbase, kst, k0, Tk);
+    tc_load_tile<D, TILE>(vs, vbase, vst, k0, Tk);
+  }
+}
+// The forward's and dQ's key loop, between its two barriers: tile k0 ready in stage `stage`. Two stages
+// (async): tile k0 was prefetched; start the next one into the other stage and wait for this one's copies
+// only. One stage: load tile k0 in place.
+template <int D, int TILE, int LDT>
+__device__ __forceinline__ void tc_kv_next(unsigned short (*Ks)[LDT], unsigned short (*Vs)[LDT],
+                                           const unsigned short* kbase, long long kst, const unsigned short* vbase,
+                                           long long vst, long long k0, long long kend, long long Tk, int stage,
+                                           bool async) {
+  if (!async) {
+    tc_kv_load<D, TILE>(Ks[0], Vs[0], kbase, kst, vbase, vst, k0, Tk, false);
+  } else if (k0 + TILE < kend) {
+    tc_kv_load<D, TILE>(Ks[stage ^ 1], Vs[stage ^ 1], kbase, kst, vbase, vst, k0 + TILE, Tk, true);
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+}
+
 // Causal forward and dQ blocks: the last row tiles see the most keys, so they are scheduled first (blocks
 // start roughly in blockIdx order), leaving the short ones for the tail of the grid.
 #ifndef VT_TC_HEAVY_FIRST
@@ -128,6 +163,17 @@ __device__ __forceinline__ void tc_load_a(unsigned (*a)[4], const T* base, Strid
   int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
   const unsigned short* ra = row0 + g < n ? reinterpret_cast<const unsigned short*>(row_ptr(base, s, bh, H, row0 + g)) : nullptr;
   const unsigned short* rb = row0 + g + 8 < n ? reinterpret_cast<const unsigned short*>(row_ptr(base, s, bh, H, row0 + g + 8)) : nullptr;
+  if ((((unsigned long long)ra | (unsigned long long)rb) & 3) == 0) {  // rows on 4 bytes: one load per register
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      int c = kk * 16 + 2 * t;
+      a[kk][0] = ra ? *reinterpret_cast<const unsigned*>(ra + c) : 0u;
+      a[kk][1] = rb ? *reinterpret_cast<const unsigned*>(rb + c) : 0u;
+      a[kk][2] = ra ? *reinterpret_cast<const unsigned*>(ra + c + 8) : 0u;
+      a[kk][3] = rb ? *reinterpret_cast<const unsigned*>(rb + c + 8) : 0u;
+    }
+    return;
+  }
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     int c = kk * 16 + 2 * t;
@@ -135,6 +181,17 @@ __device__ __forceinline__ void tc_load_a(unsigned (*a)[4], const T* base, Strid
     a[kk][1] = rb ? ((unsigned)rb[c] | ((unsigned)rb[c + 1] << 16)) : 0u;
     a[kk][2] = ra ? ((unsigned)ra[c + 8] | ((unsigned)ra[c + 9] << 16)) : 0u;
     a[kk][3] = rb ? ((unsigned)rb[c + 8] | ((unsigned)rb[c + 9] << 16)) : 0u;
+  }
+}
+
+// p[c], p[c + 1] = x, y (rounded to T as st() does): one 32-bit store where p + c is 4-byte aligned
+template <typename T>
+__device__ __forceinline__ void st_pair(T* p, int c, float x, float y) {
+  if ((((unsigned long long)(p + c)) & 3) == 0) {
+    *reinterpret_cast<unsigned*>(p + c) = TC<T>::pack(x, y);
+  } else {
+    st(p, c, x);
+    st(p, c + 1, y);
   }
 }
 
@@ -218,27 +275,11 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
   // the keys each of this lane's two rows sees end before ea / eb (Tk, or the row + 1 when causal)
   long long ea = causal ? min((long long)Tk, ra + 1) : (long long)Tk, eb = causal ? min((long long)Tk, rb + 1) : (long long)Tk;
   const bool async = STAGES == 2 && tc_aligned(kbase, ks.t) && tc_aligned(vbase, vs.t);  // uniform per block
-  if (async && kend > 0) {
-    tc_load_tile_async<D, TILE>(Ks[0], kbase, ks.t, 0, Tk);
-    tc_load_tile_async<D, TILE>(Vs[0], vbase, vs.t, 0, Tk);
-    cp_async_commit();
-  }
+  if (async && kend > 0) tc_kv_load<D, TILE>(Ks[0], Vs[0], kbase, ks.t, vbase, vs.t, 0, Tk, true);
   int stage = 0;
   for (long long k0 = 0; k0 < kend; k0 += TILE, stage ^= (int)async) {
     __syncthreads();  // every warp is done with the stage about to be refilled
-    if (async) {
-      if (k0 + TILE < kend) {
-        tc_load_tile_async<D, TILE>(Ks[stage ^ 1], kbase, ks.t, k0 + TILE, Tk);
-        tc_load_tile_async<D, TILE>(Vs[stage ^ 1], vbase, vs.t, k0 + TILE, Tk);
-        cp_async_commit();
-        cp_async_wait<1>();  // this tile's copies are done, the next tile's may still run
-      } else {
-        cp_async_wait<0>();
-      }
-    } else {
-      tc_load_tile<D, TILE>(Ks[0], kbase, ks.t, k0, Tk);
-      tc_load_tile<D, TILE>(Vs[0], vbase, vs.t, k0, Tk);
-    }
+    tc_kv_next<D, TILE>(Ks, Vs, kbase, ks.t, vbase, vs.t, k0, kend, Tk, stage, async);
     __syncthreads();
     if (row0 >= Tq || (causal && k0 > row0 + 15)) continue;  // this warp's rows see none of the tile
     const unsigned short *Kt = Ks[stage], *Vt = Vs[stage];
@@ -282,8 +323,8 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) {
     int c = dn * 8 + 2 * t;
-    if (ra < Tq) { T* op = out_ptr(o, Strides{osb, osh, ost}, bh, H, ra); st(op, c, acc[dn][0] * ia); st(op, c + 1, acc[dn][1] * ia); }
-    if (rb < Tq) { T* op = out_ptr(o, Strides{osb, osh, ost}, bh, H, rb); st(op, c, acc[dn][2] * ib); st(op, c + 1, acc[dn][3] * ib); }
+    if (ra < Tq) st_pair(out_ptr(o, Strides{osb, osh, ost}, bh, H, ra), c, acc[dn][0] * ia, acc[dn][1] * ia);
+    if (rb < Tq) st_pair(out_ptr(o, Strides{osb, osh, ost}, bh, H, rb), c, acc[dn][2] * ib, acc[dn][3] * ib);
   }
   if (t == 0) {
     if (ra < Tq) lse[(long long)bh * Tq + ra] = la > 0.f ? ma + logf(la) : VT_NEG_INF;
@@ -300,10 +341,10 @@ __global__ void __launch_bounds__(128) flash_fwd_tc(const T* q, const T* k, cons
 #endif
 template <typename T, int D>
 __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, const T* v, const T* dout,
-    const float* lse, const float* delta, T* dq, int H, int Tq, int Tk, long long qsb, long long qsh, long long qst,
+    const float* lse, float* delta, T* dq, int H, int Tq, int Tk, long long qsb, long long qsh, long long qst,
     long long ksb, long long ksh, long long kst, long long vsb, long long vsh, long long vst, long long gsb,
     long long gsh, long long gst, float scale, int causal, long long osb, long long osh,
-    long long ost) {
+    long long ost, const T* o, long long Osb, long long Osh, long long Ost) {
   FL_STRIDES(qs);
   FL_STRIDES(ks);
   FL_STRIDES(vs);
@@ -318,7 +359,34 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
   tc_load_a<T, D>(qa, q, qs, bh, H, row0, Tq);
   tc_load_a<T, D>(ga, dout, gs, bh, H, row0, Tq);
   float La = ra < Tq ? lse[(long long)bh * Tq + ra] : 0.f, Lb = rb < Tq ? lse[(long long)bh * Tq + rb] : 0.f;
-  float Da = ra < Tq ? delta[(long long)bh * Tq + ra] : 0.f, Db = rb < Tq ? delta[(long long)bh * Tq + rb] : 0.f;
+  // delta = rowsum(dO * O) of this warp's rows, from dO's fragments and O read in the same layout; written
+  // for the dK/dV kernel, which runs next on the stream (no separate delta launch)
+  float Da = 0.f, Db = 0.f;
+  {
+    Strides ost_{Osb, Osh, Ost};
+    const unsigned* oa = ra < Tq ? reinterpret_cast<const unsigned*>(row_ptr(o, ost_, bh, H, ra)) : nullptr;
+    const unsigned* ob = rb < Tq ? reinterpret_cast<const unsigned*>(row_ptr(o, ost_, bh, H, rb)) : nullptr;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      int c = kk * 8 + t;  // 32-bit pairs: columns 16 kk + 2t (and + 8 below)
+      if (oa) {
+        float2 x0 = TC<T>::unpack(oa[c]), x1 = TC<T>::unpack(oa[c + 4]);
+        float2 y0 = TC<T>::unpack(ga[kk][0]), y1 = TC<T>::unpack(ga[kk][2]);
+        Da += x0.x * y0.x + x0.y * y0.y + x1.x * y1.x + x1.y * y1.y;
+      }
+      if (ob) {
+        float2 x0 = TC<T>::unpack(ob[c]), x1 = TC<T>::unpack(ob[c + 4]);
+        float2 y0 = TC<T>::unpack(ga[kk][1]), y1 = TC<T>::unpack(ga[kk][3]);
+        Db += x0.x * y0.x + x0.y * y0.y + x1.x * y1.x + x1.y * y1.y;
+      }
+    }
+    Da = quad_sum(Da);
+    Db = quad_sum(Db);
+    if (t == 0) {
+      if (ra < Tq) delta[(long long)bh * Tq + ra] = Da;
+      if (rb < Tq) delta[(long long)bh * Tq + rb] = Db;
+    }
+  }
   const unsigned short *kbase = bh_base(k, ks, bh, H), *vbase = bh_base(v, vs, bh, H);
   float acc[D / 8][4];
 #pragma unroll
@@ -329,27 +397,11 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
   long long ea = ra < Tq ? (causal ? min((long long)Tk, ra + 1) : (long long)Tk) : 0;
   long long eb = rb < Tq ? (causal ? min((long long)Tk, rb + 1) : (long long)Tk) : 0;
   const bool async = STAGES == 2 && tc_aligned(kbase, ks.t) && tc_aligned(vbase, vs.t);  // uniform per block
-  if (async && kend > 0) {
-    tc_load_tile_async<D, TILE>(Ks[0], kbase, ks.t, 0, Tk);
-    tc_load_tile_async<D, TILE>(Vs[0], vbase, vs.t, 0, Tk);
-    cp_async_commit();
-  }
+  if (async && kend > 0) tc_kv_load<D, TILE>(Ks[0], Vs[0], kbase, ks.t, vbase, vs.t, 0, Tk, true);
   int stage = 0;
   for (long long k0 = 0; k0 < kend; k0 += TILE, stage ^= (int)async) {
     __syncthreads();  // every warp is done with the stage about to be refilled
-    if (async) {
-      if (k0 + TILE < kend) {
-        tc_load_tile_async<D, TILE>(Ks[stage ^ 1], kbase, ks.t, k0 + TILE, Tk);
-        tc_load_tile_async<D, TILE>(Vs[stage ^ 1], vbase, vs.t, k0 + TILE, Tk);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-    } else {
-      tc_load_tile<D, TILE>(Ks[0], kbase, ks.t, k0, Tk);
-      tc_load_tile<D, TILE>(Vs[0], vbase, vs.t, k0, Tk);
-    }
+    tc_kv_next<D, TILE>(Ks, Vs, kbase, ks.t, vbase, vs.t, k0, kend, Tk, stage, async);
     __syncthreads();
     if (row0 >= Tq || (causal && k0 > row0 + 15)) continue;
     const unsigned short *Kt = Ks[stage], *Vt = Vs[stage];
@@ -371,8 +423,8 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_tc(const T* q, const T* k, c
 #pragma unroll
   for (int dn = 0; dn < D / 8; ++dn) {
     int c = dn * 8 + 2 * t;
-    if (ra < Tq) { T* op = out_ptr(dq, Strides{osb, osh, ost}, bh, H, ra); st(op, c, acc[dn][0] * scale); st(op, c + 1, acc[dn][1] * scale); }
-    if (rb < Tq) { T* op = out_ptr(dq, Strides{osb, osh, ost}, bh, H, rb); st(op, c, acc[dn][2] * scale); st(op, c + 1, acc[dn][3] * scale); }
+    if (ra < Tq) st_pair(out_ptr(dq, Strides{osb, osh, ost}, bh, H, ra), c, acc[dn][0] * scale, acc[dn][1] * scale);
+    if (rb < Tq) st_pair(out_ptr(dq, Strides{osb, osh, ost}, bh, H, rb), c, acc[dn][2] * scale, acc[dn][3] * scale);
   }
 }
 
@@ -473,12 +525,14 @@ __global__ void __launch_bounds__(128) flash_bwd_dkdv_tc(const T* q, const T* k,
     if (ka < Tk) {
       Strides os{osb, osh, ost};
       T* pk = out_ptr(dk, os, bh, H, ka); T* pv = out_ptr(dv, os, bh, H, ka);
-      st(pk, c, gk[dn][0] * scale); st(pk, c + 1, gk[dn][1] * scale); st(pv, c, gv[dn][0]); st(pv, c + 1, gv[dn][1]);
+      st_pair(pk, c, gk[dn][0] * scale, gk[dn][1] * scale);
+      st_pair(pv, c, gv[dn][0], gv[dn][1]);
     }
     if (kb < Tk) {
       Strides os{osb, osh, ost};
       T* pk = out_ptr(dk, os, bh, H, kb); T* pv = out_ptr(dv, os, bh, H, kb);
-      st(pk, c, gk[dn][2] * scale); st(pk, c + 1, gk[dn][3] * scale); st(pv, c, gv[dn][2]); st(pv, c + 1, gv[dn][3]);
+      st_pair(pk, c, gk[dn][2] * scale, gk[dn][3] * scale);
+      st_pair(pv, c, gv[dn][2], gv[dn][3]);
     }
   }
 }
