@@ -38,7 +38,7 @@ def _flash_fn(name, dtype, D):
 
 _tc_modules: dict = {}   # (device, head dim, options) -> RawModule of the tensor-core flash kernels
 # extra NVRTC options of the tensor-core module, e.g. ("-DVT_TC_BWD_STAGES=1",): the variants that
-# src_flash_tc.cu keeps behind macros, for side-by-side timing (.scratch-style A/B scripts, tests)
+# src_flash_tc.cu keeps behind macros, for side-by-side timing (scripts/flash_variants.py) and tests
 TC_OPTIONS: tuple = ()
 _sm80: dict = {}         # device -> compute capability >= 8.0 (mma.sync with bf16)
 _HALF = (np.dtype(np.float16),) + ((np.dtype(ml_dtypes.bfloat16),) if ml_dtypes is not None else ())
