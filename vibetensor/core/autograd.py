@@ -473,7 +473,7 @@ def _sum_grads(a, b):
     if (type(a) is T and type(b) is T and a._device is b._device and a._dtype is b._dtype
             and a._data.shape == b._data.shape):
         dev = a._device
-        k = _disp.REGISTRY["vt::add"].kernels.get(_disp.Key.CUDA if dev.type == "cuda" else _disp.Key.CPU)
+        k = _disp.REGISTRY["vt::add"].kernels.get(_disp.CUDA_KEY if dev.type == "cuda" else _disp.CPU_KEY)
         if k is not None and _disp._autocast_hook is None:
             with _disp._be.device_guard(dev):
                 out = k(a._data, b._data)

@@ -113,7 +113,7 @@ def _direct(t, name, args, kwargs):
     if cuda and not _cuda_ok(chain, a):
         return False
     for op, kernel in chain:  # an override of the generic kernel also reaches CUDA through the fused fallbacks
-        if op.kernels.get(_disp.Key.CPU) is not kernel:
+        if op.kernels.get(_disp.CPU_KEY) is not kernel:
             return False
     alpha = 1
     if kwargs:
@@ -166,7 +166,7 @@ def _cuda_ok(chain, a):
     if not _be.is_cuda_array(a) or not _writeable(a):
         return False
     for op, kernel in chain:
-        k = op.kernels.get(_disp.Key.CUDA)
+        k = op.kernels.get(_disp.CUDA_KEY)
         if k is not kernel and getattr(k, "__module__", None) != "vibetensor.cuda.fused":
             return False
     return True

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import backend as _be
 from .. import dispatcher as _disp
-from ..dispatcher import Keep, Key, defop
+from ..dispatcher import CPU_KEY, CUDA_KEY, Keep, defop
 from ...errors import DTypeError, ShapeError
 from ..backend import matmul as _bmatmul
 from ._util import V, broadcast_shapes, xp_of
@@ -271,7 +271,7 @@ def linear_autocast(input, weight, bias, dtype):
     if todo:  # one launch for all the casts on CUDA
         for i, c in zip(todo, _be.astype_many([ops[i] for i in todo], np_dt)):
             ops[i] = c
-    out = _LINEAR.kernels[Key.CUDA if _be.is_cuda_array(ops[0]) else Key.CPU](ops[0], ops[1],
+    out = _LINEAR.kernels[CUDA_KEY if _be.is_cuda_array(ops[0]) else CPU_KEY](ops[0], ops[1],
                                                                               None if bias is None else ops[2])
     if not todo or todo[0] > 1:
         return out
@@ -299,7 +299,7 @@ def _(ctx, g):
         # each gradient in its input's dtype, float32 ones straight from the GEMMs' float32 accumulators
         kept = ctx.kept or (args[0].dtype.np, args[1].dtype.np)
         dts = (kept[0], kept[1], np_dt if b is None else b.dtype.np)
-        grads = _LINEAR_BWD.kernels[Key.CUDA if dev.type == "cuda" else Key.CPU](
+        grads = _LINEAR_BWD.kernels[CUDA_KEY if dev.type == "cuda" else CPU_KEY](
             ga, xa, wa, need[0], need[1], b is not None and need[2], None if b is None else tuple(b.shape), dts)
         out = []
         for arr, d in zip(grads, dts if b is not None else dts[:2]):

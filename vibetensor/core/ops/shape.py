@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dispatcher import Key, call_view, defop
+from ..dispatcher import AUTOGRAD_KEY, CPU_KEY, CUDA_KEY, Key, call_view, defop
 from ..tensor import Tensor, _shape_arg
 from ._util import V, wrap_dim, wrap_dims, xp_of
 from .shape_util import defop_sig, params
@@ -84,8 +84,8 @@ def _tensor_reshape(self, *shape):
     for reshape take the composite (which copies, or raises a bad shape in reshape's words)."""
     shape = _shape_arg(shape)
     k = reshape.kernels
-    if (not self._is_sharded and k.get(Key.CPU) is _reshape_kernel and k.get(Key.CUDA) is _reshape_kernel
-            and Key.AUTOGRAD not in k):
+    if (not self._is_sharded and k.get(CPU_KEY) is _reshape_kernel and k.get(CUDA_KEY) is _reshape_kernel
+            and AUTOGRAD_KEY not in k):
         try:
             return call_view(view, self, (shape,))
         except ShapeError:
