@@ -63,6 +63,13 @@ def _read_int(path: str) -> int | None:
         return None
 
 
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime  # when the rank wrote its status, not when a scan found it
+    except OSError:
+        return time.time()
+
+
 def _set_pdeathsig():  # runs in the forked child before exec: mpiexec dies with vt-launch
     try:
         import ctypes  # noqa: PLC0415
@@ -80,6 +87,7 @@ class Attempt:
         self.pids: dict[int, int] = {}
         self.abrupt: dict[int, float] = {}      # rank -> when it was seen gone without an exit status
         self.nonzero: dict[int, tuple[int, float]] = {}
+        self.stopped_at: float | None = None    # when vt-launch began to signal the job
 
     # -- process bookkeeping -------------------------------------------------------------------------
     def _scan(self) -> None:
@@ -91,17 +99,15 @@ class Attempt:
                 self.pids[r] = pid
             if r in self.abrupt or r in self.nonzero:
                 continue
-            code = _read_int(os.path.join(self.run_dir, f"rank{r}.exit"))
-            if code is not None:
-                if code != 0:
-                    self.nonzero[r] = (code, time.time())
-            elif not _alive(self.pids[r]):
-                # the status file is written before exit; re-read to close the race
-                code = _read_int(os.path.join(self.run_dir, f"rank{r}.exit"))
+            status = os.path.join(self.run_dir, f"rank{r}.exit")
+            code = _read_int(status)
+            if code is None and not _alive(self.pids[r]):
+                code = _read_int(status)  # the status file is written before exit; re-read to close the race
                 if code is None:
-                    self.abrupt[r] = time.time()
-                elif code != 0:
-                    self.nonzero[r] = (code, time.time())
+                    self.abrupt[r] = time.time()  # seen gone now: a status written since the last scan sorts first
+                    continue
+            if code:
+                self.nonzero[r] = (code, _mtime(status))
 
     def _signal_all(self, sig: int) -> None:
         try:
@@ -120,6 +126,8 @@ class Attempt:
                 pass
 
     def _stop_job(self) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = time.time()
         self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + TERM_WAIT_S
         while time.monotonic() < deadline:
@@ -186,9 +194,14 @@ class Attempt:
                                  f"{head.get('exception')} (host {head.get('host')}, pid {head.get('pid')})",
                                  tb, path))
         sig, culprit_pid = self._culprit_from_mpi_output()
+        earliest = min([f.time for f in found] + list(self.abrupt.values())
+                       + [t for _, t in self.nonzero.values()], default=0.0)
         for r, t in self.abrupt.items():
-            if culprit_pid is not None and self.pids.get(r) == culprit_pid:
-                t = min(self.abrupt.values()) - 1e-3  # the MPI named it: it went first
+            if culprit_pid is not None and self.pids.get(r) == culprit_pid and (
+                    self.stopped_at is None or t < self.stopped_at):
+                # the MPI named it and vt-launch had not signalled it: it went first, whatever the scans saw
+                # (Hydra names a rank that vt-launch's own teardown killed just as readily)
+                t = earliest - 1e-3
             what = f"killed by signal {sig}" if sig else "exited without a status (a signal, or os._exit)"
             found.append(Failure(r, 128 + sig if sig else (self.proc.returncode or 1), t,
                                  f"{what} (pid {self.pids.get(r)})"))

@@ -102,3 +102,58 @@ def test_error_file_roundtrip(tmp_path, monkeypatch):
                                       (KeyboardInterrupt(), 130), (ValueError(), 1)])
 def test_exit_code_of(exc, code):
     assert failure.exit_code_of(exc) == code
+
+
+def _attempt(tmp_path, world_size=2):
+    from launch.output import Emitter
+    from launch.runner import Attempt
+    emit = Emitter(False, None, out=open(os.devnull, "w"), err=open(os.devnull, "w"))
+    a = Attempt([], {}, str(tmp_path), str(tmp_path), world_size, emit, False, "id", 0, lambda: False)
+    a.proc = type("P", (), {"returncode": 9})()
+    return a, emit
+
+
+@pytest.mark.parametrize("rank0", ["abrupt", "nonzero"])
+def test_rank_named_by_the_mpi_goes_first_whatever_the_scans_saw(tmp_path, rank0):
+    """Rank 1 killed by a signal; one scan then finds rank 0 gone too (or with a status) a moment *earlier*,
+    because the scan reads rank 0 first. Hydra's banner names rank 1's pid: rank 1 failed first."""
+    a, emit = _attempt(tmp_path)
+    a.pids = {0: 100, 1: 101}
+    if rank0 == "abrupt":
+        a.abrupt[0] = 10.0
+    else:
+        a.nonzero[0] = (143, 10.0)
+    a.abrupt[1] = 10.002
+    for ln in ["=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES", "=   PID 101 RUNNING AT vm",
+               "YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)"]:
+        emit.line(None, ln, True)
+    f = a._first_failure()
+    assert (f.rank, f.exit_code) == (1, 128 + 9) and "killed by signal 9 (pid 101)" in f.what
+    emit.untagged.clear()  # without the banner the scans' order decides: rank 0, seen first
+    assert a._first_failure().rank == 0
+
+
+def test_nonzero_status_is_dated_by_its_file(tmp_path):
+    a, _ = _attempt(tmp_path)
+    for r, pid in ((0, os.getpid()), (1, os.getpid())):
+        (tmp_path / f"rank{r}.pid").write_text(str(pid))
+    (tmp_path / "rank1.exit").write_text("3")
+    os.utime(tmp_path / "rank1.exit", (1000.0, 1000.0))
+    a._scan()
+    assert a.nonzero == {1: (3, 1000.0)} and a.abrupt == {}
+    f = a._first_failure()
+    assert (f.rank, f.exit_code, f.time) == (1, 3, 1000.0) and "exited with code 3" in f.what
+
+
+def test_rank_killed_by_the_teardown_is_not_the_culprit(tmp_path):
+    """Rank 1 exits with 5; vt-launch's teardown then kills rank 0 with SIGTERM, and Hydra's banner names
+    rank 0 (its only 'bad termination'). Rank 1 failed first."""
+    a, emit = _attempt(tmp_path)
+    a.pids = {0: 100, 1: 101}
+    a.nonzero[1] = (5, 10.0)
+    a.stopped_at = 11.0
+    a.abrupt[0] = 11.05
+    for ln in ["=   PID 100 RUNNING AT vm", "YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Terminated (signal 15)"]:
+        emit.line(None, ln, True)
+    f = a._first_failure()
+    assert (f.rank, f.exit_code) == (1, 5) and "exited with code 5" in f.what
