@@ -283,3 +283,14 @@ def test_load_state_dict_fills_missing_group_options():
     assert opt2.param_groups[0]["lr"] == 0.1 and opt2.param_groups[0]["maximize"] is False
     p.grad = vt.ones(2)
     opt2.step()
+
+
+@pytest.mark.parametrize("dtype", [vt.float32, vt.float64])
+@pytest.mark.parametrize("start", [0.0, 7.0, 2.0 ** 24, 2.0 ** 53])
+def test_step_counter_bump_matches_add_(dtype, start):
+    from vibetensor.optim.optimizer import bump_step
+    s, ref = vt.tensor(start, dtype=dtype), vt.tensor(start, dtype=dtype)
+    v = s._version
+    got = bump_step(s)
+    ref.add_(1)
+    assert s.dtype is dtype and s.item() == ref.item() == got and s._version == v + 1

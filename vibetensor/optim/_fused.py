@@ -6,9 +6,8 @@ without amsgrad/maximize, with decoupled weight decay (AdamW) or none.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..core import dtype as _dt
+from .optimizer import bump_step
 
 
 def ineligible_reason(group, params, decoupled):
@@ -44,16 +43,7 @@ def fused_adamw_step(opt, gi, group, params):
     init = opt._init_state
     for p in params:
         st = init(p, False)
-        s = st["step"]
-        if type(s._data) is np.ndarray:
-            # the CPU counter (PyTorch keeps it on the CPU), bumped without a dispatched op: ``s += 1`` in
-            # the counter's dtype (the sum rounds once, into it), read back as the step the update uses
-            s._data.fill(float(s._data) + 1.0)
-            step = float(s._data)
-            s._vc.v += 1
-        else:
-            s.add_(1)
-            step = s.item()
+        step = bump_step(st["step"])
         for k in ("exp_avg", "exp_avg_sq"):  # the kernel indexes flat memory: state must be dense float32
             t = st[k]
             if t._dtype is not f32 or not getattr(t._data, "_c_contiguous", False):

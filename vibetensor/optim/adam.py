@@ -8,7 +8,7 @@ import numpy as np
 from ..core import dtype as _dt
 from ..core import factories as _f
 from ..core.grad_mode import enable_grad, no_grad
-from .optimizer import Optimizer
+from .optimizer import Optimizer, bump_step
 
 
 def _scalar_dtype():
@@ -143,8 +143,7 @@ class Adam(Optimizer):
                 if p.grad is None:
                     continue
                 state = self._init_state(p, amsgrad)
-                state["step"].add_(1)
-                step = state["step"].item()
+                step = bump_step(state["step"])
                 if _numpy_ok(p, state, amsgrad):
                     _numpy_step(p, state, step, lr, beta1, beta2, eps, wd, decoupled, amsgrad, maximize)
                     continue

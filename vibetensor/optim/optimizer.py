@@ -17,6 +17,19 @@ class _RequiredParameter:
 required = _RequiredParameter()
 
 
+def bump_step(s) -> float:
+    """``s += 1`` for a per-parameter step counter, returning the new step as a float. A CPU counter (PyTorch
+    keeps it on the CPU) is bumped in place without a dispatched op: the sum rounds once into the counter's
+    dtype, as ``add_`` does, and a model's worth of dispatches per step was a visible part of small steps."""
+    import numpy as np  # noqa: PLC0415
+    if type(s._data) is np.ndarray and not s._is_sharded:
+        s._data.fill(float(s._data) + 1.0)
+        s._vc.v += 1
+        return float(s._data)
+    s.add_(1)
+    return s.item()
+
+
 class Optimizer:
     """``Optimizer(params, defaults)``: ``params`` is an iterable of tensors, of (name, tensor) pairs, or of
     dicts (param groups) with per-group options. Subclasses implement ``step``."""
