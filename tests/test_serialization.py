@@ -254,3 +254,84 @@ def test_header_starting_like_a_pickle_still_loads(tmp_path):
     torch.save({"w": torch.ones(2)}, str(legacy), _use_new_zipfile_serialization=False)
     with pytest.raises(vt.CheckpointError, match="never unpickles"):
         vt.load(legacy)
+
+
+def test_save_through_a_symlink_replaces_its_target(tmp_path):
+    real, link = tmp_path / "real.st", tmp_path / "link.st"
+    vt.save({"w": vt.ones(2)}, real)
+    link.symlink_to(real)
+    vt.save({"w": vt.zeros(2)}, link)
+    assert link.is_symlink() and vt.load(real)["w"].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("where", ["", "missing/x.st", "."])
+def test_save_to_a_bad_path_names_it(tmp_path, where):
+    target = "" if where == "" else str(tmp_path / where)
+    with pytest.raises((FileNotFoundError, IsADirectoryError)) as e:
+        vt.save({"a": 1}, target)
+    msg = str(e.value)
+    assert msg.startswith("vt.save:") and (where == "" or repr(target) in msg) and ".tmp" not in msg
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+_READ_ONLY = """
+import os, sys, vibetensor as vt
+p = sys.argv[1]
+try:
+    vt.save({"w": vt.zeros(2)}, p)
+except PermissionError as e:
+    print("refused:", e)
+print(vt.load(p)["w"].tolist())
+"""
+
+
+def test_save_refuses_a_read_only_checkpoint(tmp_path):
+    """As open(path, 'wb') would: the rename alone needs only the directory's permission."""
+    import subprocess
+    import shutil
+    import sys
+    p = tmp_path / "ro.st"
+    vt.save({"w": vt.ones(2)}, p)
+    p.chmod(0o444)
+    cmd = [sys.executable, "-c", _READ_ONLY, str(p)]
+    if os.geteuid() == 0:  # root writes anything: drop the capability that lets it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        cmd = ["setpriv", "--inh-caps=-dac_override,-dac_read_search,-fowner",
+               "--bounding-set=-dac_override,-dac_read_search,-fowner"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "refused: vt.save: " in out.stdout and "is not writable (mode 444)" in out.stdout
+    assert out.stdout.strip().endswith("[1.0, 1.0]")  # the old checkpoint, intact
+
+
+def test_text_mode_files_are_refused_with_the_fix(tmp_path):
+    p = tmp_path / "x.st"
+    with open(tmp_path / "t.txt", "w") as f, pytest.raises(TypeError, match="open it with 'wb'"):
+        vt.save({"a": vt.ones(1)}, f)
+    vt.save({"a": vt.ones(1)}, p)
+    with open(p, "r") as f, pytest.raises(TypeError, match="open it with 'rb'"):
+        vt.load(f)
+
+
+def test_a_container_holding_itself_is_refused_but_shared_ones_are_fine(tmp_path):
+    d = {"x": vt.ones(1)}
+    d["self"] = d
+    with pytest.raises(ValueError, match="contains itself at 'self'"):
+        vt.save(d, tmp_path / "c.st")
+    shared = [1, vt.ones(2)]
+    vt.save({"a": shared, "b": (shared, shared)}, tmp_path / "s.st")
+    back = vt.load(tmp_path / "s.st")
+    assert back["a"][0] == 1 and back["b"][1][1].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("structure", [
+    {"__tensor__": "w", "device": "bogus"}, {"__tensor__": "w", "device": 3}, {"__tensor__": 5},
+    {"__dtype__": "nope"}, {"__device__": "zz"}, {"__tuple__": 7}, {"__dict__": 5},
+])
+def test_crafted_structure_raises_checkpoint_error(tmp_path, structure):
+    p = tmp_path / "c.st"
+    safetensors.numpy.save_file({"w": np.ones(2, np.float32)}, str(p),
+                                metadata={"vt_structure": json.dumps(structure), "vt_format": "1"})
+    with pytest.raises(vt.errors.CheckpointError, match="corrupt checkpoint"):
+        vt.load(p)

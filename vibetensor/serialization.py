@@ -8,11 +8,13 @@ types, the numbers and strings, each tensor's device) is JSON in the header meta
 ``vt_structure``. A plain safetensors file (e.g. from ``safetensors.torch.save_file``) loads as a flat
 dict of tensors.
 
-Writes go to a temporary file in the target's directory, are fsynced, then renamed over the target
-(``os.replace``), so a crash or error mid-write leaves the previous file intact.
+Writes go to a temporary file in the target's directory (a symlink's target's), are fsynced, then renamed
+over the target (``os.replace``), so a crash or error mid-write leaves the previous file intact. A target
+that opening for writing would refuse (read-only, a directory, a missing directory) is refused first.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -39,6 +41,7 @@ class _Encoder:
     def __init__(self):
         self.arrays: dict = {}   # safetensors name -> contiguous little-endian numpy array
         self._used: set = set()
+        self._open: set = set()  # ids of the containers being encoded (cycle check)
 
     def _name(self, path):
         base = ".".join(str(p) for p in path) or "tensor"
@@ -61,6 +64,24 @@ class _Encoder:
         if isinstance(obj, np.ndarray):
             from .core.factories import tensor
             return self._tensor(tensor(obj), path)
+        if isinstance(obj, (dict, list, tuple)):
+            if id(obj) in self._open:  # json (and any reader) needs a tree: a container inside itself has no end
+                raise ValueError(f"vt.save: the object contains itself at '{_fmt(path)}'; checkpoints hold trees "
+                                 f"of dicts/lists/tuples, not cycles")
+            self._open.add(id(obj))
+            try:
+                return self._container(obj, path)
+            finally:
+                self._open.discard(id(obj))
+        if isinstance(obj, _dt.dtype):
+            return {"__dtype__": obj.name}
+        if isinstance(obj, Device):
+            return {"__device__": str(obj)}
+        raise TypeError(f"vt.save: cannot store a {type(obj).__name__} at '{_fmt(path)}'; checkpoints hold "
+                        f"tensors, numbers, strings, bools, None, dtypes, devices and dicts/lists/tuples of them "
+                        f"(objects are never pickled)")
+
+    def _container(self, obj, path):
         if isinstance(obj, dict):
             items = []
             for k, v in obj.items():
@@ -71,15 +92,7 @@ class _Encoder:
             return {"__dict__": items}
         if isinstance(obj, tuple):
             return {"__tuple__": [self.encode(v, path + [i]) for i, v in enumerate(obj)]}
-        if isinstance(obj, list):
-            return [self.encode(v, path + [i]) for i, v in enumerate(obj)]
-        if isinstance(obj, _dt.dtype):
-            return {"__dtype__": obj.name}
-        if isinstance(obj, Device):
-            return {"__device__": str(obj)}
-        raise TypeError(f"vt.save: cannot store a {type(obj).__name__} at '{_fmt(path)}'; checkpoints hold "
-                        f"tensors, numbers, strings, bools, None, dtypes, devices and dicts/lists/tuples of them "
-                        f"(objects are never pickled)")
+        return [self.encode(v, path + [i]) for i, v in enumerate(obj)]
 
     def _tensor(self, t, path):
         if t._is_sharded:
@@ -113,9 +126,33 @@ def _serialize(obj) -> bytes:
     return blob
 
 
+def _target(path) -> str:
+    """The file ``vt.save`` replaces: a symlink's target (the link stays a link), checked the way opening it
+    for writing would be -- the rename alone needs only the directory's permission, and would replace a
+    read-only file or a directory's entry without a word."""
+    given = os.fspath(path)
+    if not isinstance(given, str):
+        given = os.fsdecode(given)
+    if not given:
+        raise FileNotFoundError("vt.save: the path is empty; pass a file name such as 'checkpoint.safetensors'")
+    path = os.path.realpath(given)
+    d = os.path.dirname(path)
+    if not os.path.isdir(d):
+        raise FileNotFoundError(f"vt.save: cannot write {given!r}: directory {d!r} does not exist; create it "
+                                f"first (os.makedirs)")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"vt.save: {given!r} is a directory; pass a file path inside it")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise PermissionError(f"vt.save: {given!r} is not writable (mode {os.stat(path).st_mode & 0o777:o}); "
+                              f"the existing checkpoint was left as it is")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise PermissionError(f"vt.save: cannot create files in directory {d!r} to write {given!r}")
+    return path
+
+
 def _atomic_write(path, blob: bytes):
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
+    path = _target(path)
+    d = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -147,6 +184,9 @@ def _atomic_write(path, blob: bytes):
 def save(obj, f) -> None:
     """Write ``obj`` (nested dicts/lists/tuples of tensors, numbers, strings) to ``f`` (a path, written
     atomically, or a binary file object) in the safetensors format."""
+    if hasattr(f, "write") and isinstance(f, io.TextIOBase):
+        raise TypeError(f"vt.save: {getattr(f, 'name', 'the file object')!r} is open in text mode; open it with "
+                        f"'wb' (checkpoints are binary)")
     blob = _serialize(obj)
     if hasattr(f, "write"):
         f.write(blob)
@@ -218,6 +258,8 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
     from .core.factories import from_numpy
     if hasattr(f, "read"):
         where = getattr(f, "name", "<file object>")
+        if isinstance(f, io.TextIOBase):
+            raise TypeError(f"vt.load: {where!r} is open in text mode; open it with 'rb' (checkpoints are binary)")
         data = f.read()
     else:
         where = os.fspath(f)
@@ -248,6 +290,17 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
     return _decode(structure, tensors, map_location, where)
 
 
+def _corrupt(where, what, value):
+    return CheckpointError(f"{where}: corrupt checkpoint: {what} {value!r} in vt_structure")
+
+
+def _structure_device(value, where):
+    try:
+        return _as_device(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise _corrupt(where, "unknown device", value) from None
+
+
 def _decode(node, tensors, map_location, where):
     if isinstance(node, list):
         return [_decode(v, tensors, map_location, where) for v in node]
@@ -255,10 +308,14 @@ def _decode(node, tensors, map_location, where):
         return node
     if "__tensor__" in node:
         name = node["__tensor__"]
-        if name not in tensors:
+        if not isinstance(name, str) or name not in tensors:
             raise CheckpointError(f"{where}: corrupt checkpoint: the structure refers to tensor '{name}', which the "
                                   f"file does not contain")
-        return _place(tensors[name], node.get("device", "cpu"), map_location, name, where)
+        saved = node.get("device", "cpu")
+        if not isinstance(saved, str):
+            raise _corrupt(where, "device", saved)
+        _structure_device(saved, where)  # the file's own word: a bad one is corruption, not the caller's error
+        return _place(tensors[name], saved, map_location, name, where)
     if "__dict__" in node:
         items = node["__dict__"]
         if not isinstance(items, list) or not all(isinstance(kv, list) and len(kv) == 2 for kv in items):
@@ -271,9 +328,15 @@ def _decode(node, tensors, map_location, where):
             out[k] = _decode(v, tensors, map_location, where)
         return out
     if "__tuple__" in node:
-        return tuple(_decode(v, tensors, map_location, where) for v in node["__tuple__"])
+        items = node["__tuple__"]
+        if not isinstance(items, list):
+            raise _corrupt(where, "tuple", items)
+        return tuple(_decode(v, tensors, map_location, where) for v in items)
     if "__dtype__" in node:
-        return _dt.as_dtype(node["__dtype__"])
+        try:
+            return _dt.as_dtype(node["__dtype__"])
+        except (TypeError, ValueError, KeyError):
+            raise _corrupt(where, "unknown dtype", node["__dtype__"]) from None
     if "__device__" in node:
-        return _as_device(node["__device__"])
+        return _structure_device(node["__device__"], where)
     raise CheckpointError(f"{where}: corrupt checkpoint: unknown node {sorted(node)} in vt_structure")
