@@ -265,3 +265,17 @@ def test_two_gradients_of_one_tensor_sum_without_dispatch(device, monkeypatch):
         want = (3.0 + (1 - np.tanh(hn) ** 2)) @ wn.T
         np.testing.assert_allclose(x.grad.cpu().numpy(), want, rtol=1e-5 if dtype is vt.float32 else 1e-12)
         assert sums and not adds
+
+
+def test_grad_assignment_is_checked():
+    p = vt.ones(3, requires_grad=True)
+    with pytest.raises(vt.errors.ShapeError, match=r"assigned grad has shape \(1,\), but the tensor has shape \(3,\)"):
+        p.grad = vt.ones(1)
+    with pytest.raises(TypeError, match="Tensor or None but got list"):
+        p.grad = [1.0, 2.0, 3.0]
+    assert p.grad is None
+    p.grad = vt.full((3,), 2.0)
+    vt.optim.SGD([p], lr=0.5).step()
+    assert p.tolist() == [0.0, 0.0, 0.0]
+    p.grad = None
+    assert p.grad is None

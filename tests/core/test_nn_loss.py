@@ -226,3 +226,28 @@ def test_bce_and_extreme_logits(device):
         vt.binary_cross_entropy(mk(np.array([1.5]), device), mk(np.array([1.0]), device))
     with pytest.raises(vt.ShapeError, match="same as input size"):
         vt.binary_cross_entropy_with_logits(mk(np.zeros(3), device), mk(np.zeros(2), device))
+
+
+def test_bce_target_outside_zero_one_is_refused():
+    F = vt.nn.functional
+    with pytest.raises(ValueError, match="all elements of target should be between 0 and 1"):
+        F.binary_cross_entropy(vt.tensor([0.5, 0.2]), vt.tensor([2.0, 0.0]))
+    with pytest.raises(ValueError, match="all elements of input should be between 0 and 1"):
+        F.binary_cross_entropy(vt.tensor([1.5, 0.2]), vt.tensor([2.0, 0.0]))
+    soft = F.binary_cross_entropy(vt.tensor([0.5, 0.2]), vt.tensor([0.3, 1.0]))
+    ref = torch.nn.functional.binary_cross_entropy(torch.tensor([0.5, 0.2]), torch.tensor([0.3, 1.0]))
+    assert abs(soft.item() - ref.item()) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+def test_regression_losses_warn_when_input_and_target_broadcast(name):
+    x, t = np.random.RandomState(0).randn(4, 1), np.random.RandomState(1).randn(4)
+    with pytest.warns(UserWarning, match=rf"{name}: target size \(4,\) differs from input size \(4, 1\)"):
+        got = getattr(vt.nn.functional, name)(vt.tensor(x), vt.tensor(t))
+    with pytest.warns(UserWarning):
+        ref = getattr(torch.nn.functional, name)(torch.tensor(x), torch.tensor(t))
+    assert np.allclose(got.item(), ref.item())
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        getattr(vt.nn.functional, name)(vt.tensor(x), vt.tensor(x))  # same shapes: no warning

@@ -159,16 +159,17 @@ class AccumulateGrad:
         t = self.variable()
         if t is None:
             return
-        if t.grad is None:
+        cur = t._grad
+        if cur is None:
             t.grad = g if (g._base is None and not shared) else g.clone()
-        elif (t.grad._dtype is g._dtype and t.grad._data.shape == g._data.shape and not t.grad._is_sharded
-              and not g._is_sharded and t.grad._device == g._device):
+        elif (cur._dtype is g._dtype and cur._data.shape == g._data.shape and not cur._is_sharded
+              and not g._is_sharded and cur._device == g._device):
             # in place, as PyTorch: grad buffers keep their address (fused optimizers, CUDA graphs)
-            t.grad._data += g._data
-            t.grad._vc.v += 1
+            cur._data += g._data
+            cur._vc.v += 1
         else:
             with no_grad():
-                t.grad = t.grad + g
+                t.grad = cur + g
         if t._post_hooks:
             for h in list(t._post_hooks.values()):
                 h(t)

@@ -6,6 +6,9 @@ refuses to use a saved tensor whose version moved (as PyTorch does). Sharded ten
 """
 from __future__ import annotations
 
+import operator
+import sys
+
 import numpy as np
 
 from . import backend as _be
@@ -13,7 +16,7 @@ from . import dispatcher as _disp
 from . import dtype as _dt
 from .device import CPU, Device
 from .device import device as _as_device
-from ..errors import AutogradError
+from ..errors import AutogradError, ShapeError
 
 V = _disp.ops.vt  # every op, looked up at call time
 _call_view = _disp.call_view
@@ -29,8 +32,9 @@ class _VersionCounter:
     v = 0
 
 
-def _shape_arg(shape):
-    """Accept t.view(2, 3), t.view((2, 3)) and t.view([2, 3])."""
+def _shape_arg(shape, name=None):
+    """Accept t.view(2, 3), t.view((2, 3)) and t.view([2, 3]). ``name``: the op, for errors (default: the
+    calling function's name)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for s in shape:
@@ -38,14 +42,63 @@ def _shape_arg(shape):
             break
     else:
         return shape  # plain ints (the common case): nothing to convert
-    return tuple(int(s) if not isinstance(s, Tensor) else int(s.item()) for s in shape)
+    out = []
+    for i, s in enumerate(shape):
+        n = _size_int(s)
+        if n is None:
+            raise TypeError(_bad_size_msg(name or sys._getframe(1).f_code.co_name, s, i, shape))
+        out.append(n)
+    return tuple(out)
+
+
+def _size_int(s):
+    """``s`` as a size, or None: what ``__index__`` takes (numpy integers, 0-d integer arrays, one-element
+    integer tensors), as PyTorch; not ``int()``, which truncates 2.5 and parses '12'. Bools are refused,
+    as PyTorch refuses them (``zeros(True)`` is a bug more often than a 1)."""
+    if isinstance(s, (bool, np.bool_)) or (isinstance(s, Tensor) and s._dtype is _dt.bool_):
+        return None
+    try:
+        return operator.index(s)
+    except TypeError:
+        return None
+
+
+_SIZE_ARG = {"view": "shape", "reshape": "shape", "permute": "dims", "repeat": "repeats", "tile": "dims"}
+
+
+def _short_repr(x, limit=40):
+    r = repr(x)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
+def _bad_size_msg(name, s, i, shape):
+    name = name.removeprefix("_tensor_")  # ops/shape.py's Tensor.reshape
+    where = f" at position {i} of ({', '.join(_short_repr(x) for x in shape)})" if len(shape) > 1 else ""
+    return (f"{name}(): {_SIZE_ARG.get(name, 'size')} must be a tuple of ints, got {_short_repr(s)} "
+            f"({type(s).__name__}){where}; pass whole numbers (int() a computed size only where truncating "
+            f"is meant)")
 
 
 class Tensor:
-    __slots__ = ("_data", "_device", "_dtype", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc",
+    __slots__ = ("_data", "_device", "_dtype", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc",
                  "_base", "_accum", "_post_hooks", "_retains_grad", "__weakref__", "__dict__")
     _is_sharded = False
     __array_priority__ = 1000  # numpy scalars defer to our operators
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, g):
+        # checked as PyTorch does: a gradient of another shape would broadcast silently in the optimizer
+        if g is not None:
+            if not isinstance(g, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(g).__name__}")
+            if g._data.shape != self._data.shape and not (g._is_sharded or self._is_sharded):
+                raise ShapeError(f"assigned grad has shape {tuple(g._data.shape)}, but the tensor has shape "
+                                 f"{tuple(self._data.shape)}; a gradient must have its tensor's shape")
+        self._grad = g
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -63,7 +116,7 @@ class Tensor:
         d = _FROM_NP.get(arr.dtype)
         t._dtype = d if d is not None else _dt.from_numpy_dtype(arr.dtype)
         t.requires_grad = requires_grad
-        t.grad = None
+        t._grad = None
         t.grad_fn = None
         t._output_nr = 0
         t._vc = _VersionCounter() if vc is None else vc
@@ -215,7 +268,7 @@ class Tensor:
         return v
 
     def tolist(self):
-        a = self.numpy()
+        a = self.numpy(force=True)  # as PyTorch: a list is a copy, grad or not
         if self._dtype in (_dt.bfloat16, _dt.float16):
             a = a.astype(np.float32)
         return a.tolist()

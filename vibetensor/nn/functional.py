@@ -187,11 +187,15 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     reduction = _reduction("mse_loss", reduction, size_average, reduce)
     if weight is not None:
         raise NotImplementedError("mse_loss(weight=...) is not supported")
+    from ..core.ops.nn_loss import _warn_broadcast
+    _warn_broadcast("mse_loss", input, target)
     return V.mse_loss(input, target, reduction=reduction)
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     reduction = _reduction("l1_loss", reduction, size_average, reduce)
+    from ..core.ops.nn_loss import _warn_broadcast
+    _warn_broadcast("l1_loss", input, target)
     d = V.abs(input - target)
     return d if reduction == "none" else (V.sum(d) if reduction == "sum" else V.mean(d))
 

@@ -267,7 +267,7 @@ def _scale_like(g, reduction, n):
 @defop("mse_loss", save=(0, 1), promote="float")
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     red = _reduction("mse_loss", size_average, reduce, reduction)
-    if tuple(input.shape) != tuple(target.shape):
+    if tuple(input.shape) != tuple(target.shape):  # (nn.functional warns about it)
         from ._util import broadcast_shapes
         broadcast_shapes("mse_loss", input.shape, target.shape)
     d = up(input) - up(target)
@@ -290,6 +290,18 @@ def mse_loss_backward(g, x, t, reduction="mean", need_input=True, need_target=Tr
     gx = sum_to_arr(gd, x.shape).astype(x.dtype, copy=False) if need_input else None
     gt = sum_to_arr(-gd, t.shape).astype(t.dtype, copy=False) if need_target else None
     return gx, gt
+
+
+def _warn_broadcast(opname, x, t):
+    """PyTorch computes a loss over differently shaped input and target by broadcasting, with a warning: an
+    (N, 1) input against an (N,) target silently makes N x N terms."""
+    if tuple(x.shape) != tuple(t.shape):
+        from ._util import broadcast_shapes
+        broadcast_shapes(opname, x.shape, t.shape)
+        import warnings  # (stacklevel: the caller of nn.functional's loss)
+        warnings.warn(f"{opname}: target size {tuple(t.shape)} differs from input size {tuple(x.shape)}; they "
+                      f"broadcast, which is likely not intended (reshape one to the other's shape)",
+                      UserWarning, stacklevel=3)
 
 
 def _check_same_shape(opname, x, t):
@@ -366,9 +378,12 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     require_float("binary_cross_entropy", input)
     xp = xp_of(input)
     xf, tf = up(input), up(target)
-    if xf.size and bool(((xf < 0) | (xf > 1)).any()):
-        raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1; "
-                         "use binary_cross_entropy_with_logits for raw scores")
+    if xf.size and bool(((xf < 0) | (xf > 1)).any() | ((tf < 0) | (tf > 1)).any()):  # one host sync for both
+        if bool(((xf < 0) | (xf > 1)).any()):
+            raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1; "
+                             "use binary_cross_entropy_with_logits for raw scores")
+        raise ValueError("binary_cross_entropy: all elements of target should be between 0 and 1 (targets are "
+                         "probabilities: 0/1 labels or soft labels)")
     with np.errstate(divide="ignore"):
         loss = -(tf * xp.maximum(xp.log(xf), -100) + (1 - tf) * xp.maximum(xp.log1p(-xf), -100))
     if weight is not None:
