@@ -33,22 +33,38 @@ class SequentialSampler(Sampler):
 
 
 class RandomSampler(Sampler):
-    """A fresh permutation per epoch from ``generator`` (default: vt's global RNG)."""
+    """A fresh permutation per epoch from ``generator`` (default: vt's global RNG). ``num_samples`` larger than the
+    dataset yields whole permutations back to back and then part of one, as PyTorch does."""
 
     def __init__(self, data_source, replacement=False, num_samples=None, generator=None):
+        if not isinstance(replacement, bool):
+            raise TypeError(f"replacement should be a boolean value, but got replacement={replacement!r}")
         if replacement:
-            raise NotImplementedError("RandomSampler(replacement=True) is not supported")
+            raise NotImplementedError("RandomSampler(replacement=True) is not supported; use replacement=False")
         self.data_source = data_source
+        self.replacement = replacement
         self.generator = generator
-        self._n = num_samples
+        self._num_samples = num_samples
+        n = self.num_samples
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={n!r}")
+
+    @property
+    def num_samples(self):
+        # Read the dataset's length each time: it may change between epochs.
+        return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self):
-        n = len(self.data_source)
-        idx = _perm(n, generator=self.generator)
-        return iter(idx[:self._n] if self._n is not None else idx)
+        n, k = len(self.data_source), self.num_samples
+        if n == 0:
+            raise ValueError(f"RandomSampler: can't draw num_samples={k} from an empty data_source")
+        for _ in range(k // n):
+            yield from _perm(n, generator=self.generator)
+        if k % n:
+            yield from _perm(n, generator=self.generator)[:k % n]
 
     def __len__(self):
-        return self._n if self._n is not None else len(self.data_source)
+        return self.num_samples
 
 
 class BatchSampler(Sampler):
