@@ -491,3 +491,27 @@ def test_index_devices(monkeypatch):
     finally:
         monkeypatch.delenv("VT_CPU_DEVICES")
         _env.reload()
+
+
+@pytest.mark.parametrize("index,value,err,match", [
+    (lambda: vt.tensor([0.0, 1.0]), 2.0, IndexError, "tensors used as indices must be long, int, uint8 or bool"),
+    (lambda: vt.tensor([True, False, True]), 1.0, IndexError, r"the shape of the mask \(3,\) at index 0 does not"),
+    (lambda: 7, 1.0, IndexError, "index 7 is out of bounds for dimension 0 with size 4"),
+    (lambda: 0, "x", TypeError, "cannot assign str 'x' to a tensor of dtype float32"),
+    (lambda: slice(0, 2), vt.ones(3), vt.errors.ShapeError, r"could not broadcast input array from shape \(3,\)"),
+])
+def test_setitem_errors_say_what_is_wrong(index, value, err, match):
+    a = vt.zeros(4)
+    with pytest.raises(err, match=match):
+        a[index()] = value
+    assert a.tolist() == [0.0] * 4
+
+
+def test_writing_a_read_only_tensor_says_so():
+    ro = np.zeros(3)
+    ro.flags.writeable = False
+    for t in (vt.zeros(1).expand(3), vt.from_numpy(ro)):
+        for write in (lambda: t.__setitem__(0, 1.0), lambda: t.copy_(vt.ones(3)), lambda: t.fill_(2),
+                      lambda: t.zero_(), lambda: t.add_(1), lambda: t.uniform_()):
+            with pytest.raises(RuntimeError, match=r"of shape \(3,\) is read-only .* write into a \.clone\(\)"):
+                write()

@@ -45,10 +45,14 @@ def _write(t, res, name):
                              f"{t._dtype.name}; use the out-of-place op or convert the tensor first")
         rd = rd.astype(td.dtype)  # same-kind downcast, as PyTorch (float64 result into a float32 tensor)
     if not _writeable(td):
-        raise RuntimeError(f"{name}_: this tensor's memory is read-only (an expanded or broadcast view); "
-                           f"call .clone() first")
+        raise _read_only(f"{name}_", t)
     td[...] = rd
     t._vc.v += 1
+
+
+def _read_only(what, t):
+    return RuntimeError(f"{what}: the tensor of shape {tuple(t.shape)} is read-only (an expanded or broadcast "
+                        f"view, or a tensor over a read-only numpy array); write into a .clone() instead")
 
 
 def _writeable(a):
@@ -200,7 +204,9 @@ def _init_op(t, name, args, kwargs):
     from . import factories as F
     from .random import gen_for
     _check_leaf(t, name)
-    if name == "zero" and not t._is_sharded and _writeable(t._data):
+    if not t._is_sharded and not _writeable(t._data):
+        raise _read_only(f"{name}_", t)
+    if name == "zero" and not t._is_sharded:
         _zero(t)
         return t
     with no_grad():
@@ -283,9 +289,23 @@ def setitem(t: Tensor, index, value):
             value = value._data
     try:
         t._data[idx] = value
-    except (ValueError, IndexError) as e:
-        raise ShapeError(f"__setitem__ on a tensor of shape {tuple(t.shape)}: {e}") from None
+    except (ValueError, IndexError, TypeError) as e:
+        raise _setitem_error(t, index, value, e) from None
     t._vc.v += 1
+
+
+def _setitem_error(t, index, value, e):
+    """numpy's refusal of ``t[index] = value``, said in the tensor's terms: a bad index gets getitem's own
+    check (dtype, bounds, mask shape), then a read-only target, a value of the wrong type, or shapes."""
+    from .ops.index import _normalize
+    _normalize("__setitem__", t, index)  # raises IndexError for any index getitem would refuse
+    msg = str(e)
+    if "read-only" in msg:
+        return _read_only("__setitem__", t)
+    if isinstance(e, TypeError) or "could not convert" in msg or "invalid literal" in msg:
+        return TypeError(f"__setitem__: cannot assign {type(value).__name__} {value!r:.40} to a tensor of dtype "
+                         f"{t.dtype.name}; assign numbers or tensors")
+    return ShapeError(f"__setitem__ on a tensor of shape {tuple(t.shape)}: {e}")
 
 
 _tensor_mod._inplace_apply = apply
