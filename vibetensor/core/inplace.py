@@ -29,7 +29,9 @@ def _check_leaf(t, name):
     if t.requires_grad and t.is_leaf and is_grad_enabled():
         raise AutogradError(f"{name}_: a leaf tensor that requires grad is being used in an in-place operation; "
                             f"wrap the update in `with vt.no_grad():` or operate on a clone")
-    if t._base is not None and is_grad_enabled() and t._base.requires_grad and t._base.is_leaf:
+    # only a view autograd tracks (it requires grad itself): .data, .detach() and views made under no_grad share
+    # the leaf's memory and version counter but may be written, as in PyTorch (weight init does so)
+    if t._base is not None and t.requires_grad and is_grad_enabled() and t._base.requires_grad and t._base.is_leaf:
         raise AutogradError(f"{name}_: a view of a leaf tensor that requires grad is being modified in place; "
                             f"wrap it in `with vt.no_grad():`")
 
@@ -201,11 +203,36 @@ def _zero(t):
 
 
 def _init_op(t, name, args, kwargs):
+    """zero_/fill_/copy_ and the random fills. Where autograd records (grad mode on, and t or the value
+    requires grad) the new contents go in through index_put on a clone, as ``t[...] = value`` does: the
+    gradient reaches the value (summed over a broadcast) and t's previous history gets zeros, as in PyTorch."""
     from . import factories as F
-    from .random import gen_for
     _check_leaf(t, name)
     if not t._is_sharded and not _writeable(t._data):
         raise _read_only(f"{name}_", t)
+    src = None
+    if name == "fill":
+        src = args[0] if args else kwargs["value"]
+    elif name == "copy":
+        src = args[0] if args else kwargs["src"]
+    recording = is_grad_enabled() and (t.requires_grad or (isinstance(src, Tensor) and src.requires_grad))
+    if recording:
+        if t._base is not None:
+            raise NotImplementedError(f"{name}_ on a view that takes part in autograd is not supported yet; "
+                                      f"write into the base tensor (or build the result out of place)")
+        if isinstance(src, Tensor):
+            if name == "fill" and src.ndim != 0:
+                raise ValueError(f"fill_ only supports a 0-dimension value tensor, got shape {tuple(src.shape)}")
+            val = src.to(device=t.device, dtype=t.dtype)
+        else:
+            with no_grad():
+                val = F.tensor(src, dtype=t.dtype, device=t.device) if src is not None else _init_value(t, name, args, kwargs)
+        res = V.index_put(V.clone(t), (Ellipsis,), val)
+        _write(t, res, name)
+        t.grad_fn = res.grad_fn
+        t._output_nr = res._output_nr
+        t.requires_grad = True
+        return t
     if name == "zero" and not t._is_sharded:
         _zero(t)
         return t
@@ -213,50 +240,53 @@ def _init_op(t, name, args, kwargs):
         if name == "zero":
             res = F.zeros_like(t)
         elif name == "fill":
-            v = args[0] if args else kwargs["value"]
-            if isinstance(v, Tensor):
-                v = v.item()
-            res = F.full_like(t, v)
+            res = F.full_like(t, src.item() if isinstance(src, Tensor) else src)
         elif name == "copy":
-            src = args[0] if args else kwargs["src"]
             if not isinstance(src, Tensor):
                 src = F.tensor(src, dtype=t.dtype, device=t.device)
             res = src.to(device=t.device).to(t.dtype)
             if tuple(res.shape) != tuple(t.shape):
                 res = V.expand(res, tuple(t.shape))
-            if is_grad_enabled() and src.requires_grad:
-                raise NotImplementedError("copy_ from a tensor that requires grad is not differentiable yet")
             t._data[...] = res._data
             t._vc.v += 1
             return t
         else:
-            g = gen_for(kwargs.pop("generator", None), t.device)
-            shape, npdt = tuple(t.shape), t.dtype.np
-            if name == "normal":
-                mean = args[0] if len(args) > 0 else kwargs.get("mean", 0.0)
-                std = args[1] if len(args) > 1 else kwargs.get("std", 1.0)
-                arr = g.normal(shape, npdt, mean, std)
-            elif name == "uniform":
-                a = args[0] if len(args) > 0 else kwargs.get("from", kwargs.get("a", 0.0))
-                b = args[1] if len(args) > 1 else kwargs.get("to", kwargs.get("b", 1.0))
-                arr = g.random(shape, npdt) * (b - a) + a
-            elif name == "exponential":
-                lam = args[0] if args else kwargs.get("lambd", 1.0)
-                from .backend import xp_of
-                u = g.random(shape, npdt)
-                arr = (-xp_of(u).log1p(-u) / lam).astype(npdt)
-            elif name == "bernoulli":
-                p = args[0] if args else kwargs.get("p", 0.5)
-                arr = (g.random(shape, "float32" if not t.dtype.is_floating_point else npdt) < p).astype(npdt)
-            else:  # random_(from, to)
-                lo = args[0] if len(args) > 0 else 0
-                hi = args[1] if len(args) > 1 else 2 ** 24
-                arr = g.integers(lo, hi, shape, npdt)
-            t._data[...] = arr
+            t._data[...] = _init_value(t, name, args, kwargs)._data
             t._vc.v += 1
             return t
     _write(t, res, name)
     return t
+
+
+def _init_value(t, name, args, kwargs):
+    """The new contents of ``t.<name>_(...)`` for zero_ and the random fills, as a tensor of t's shape."""
+    from . import factories as F
+    from .random import gen_for
+    if name == "zero":
+        return F.zeros_like(t)
+    g = gen_for(kwargs.pop("generator", None), t.device)
+    shape, npdt = tuple(t.shape), t.dtype.np
+    if name == "normal":
+        mean = args[0] if len(args) > 0 else kwargs.get("mean", 0.0)
+        std = args[1] if len(args) > 1 else kwargs.get("std", 1.0)
+        arr = g.normal(shape, npdt, mean, std)
+    elif name == "uniform":
+        a = args[0] if len(args) > 0 else kwargs.get("from", kwargs.get("a", 0.0))
+        b = args[1] if len(args) > 1 else kwargs.get("to", kwargs.get("b", 1.0))
+        arr = g.random(shape, npdt) * (b - a) + a
+    elif name == "exponential":
+        lam = args[0] if args else kwargs.get("lambd", 1.0)
+        from .backend import xp_of
+        u = g.random(shape, npdt)
+        arr = (-xp_of(u).log1p(-u) / lam).astype(npdt)
+    elif name == "bernoulli":
+        p = args[0] if args else kwargs.get("p", 0.5)
+        arr = (g.random(shape, "float32" if not t.dtype.is_floating_point else npdt) < p).astype(npdt)
+    else:  # random_(from, to)
+        lo = args[0] if len(args) > 0 else 0
+        hi = args[1] if len(args) > 1 else 2 ** 24
+        arr = g.integers(lo, hi, shape, npdt)
+    return Tensor._make(arr, t._device)
 
 
 def setitem(t: Tensor, index, value):
