@@ -279,3 +279,28 @@ def test_grad_assignment_is_checked():
     assert p.tolist() == [0.0, 0.0, 0.0]
     p.grad = None
     assert p.grad is None
+
+
+@pytest.mark.parametrize("expr,torch_errs", [
+    (lambda lib, y, c: y * 3, False), (lambda lib, y, c: y / 3, False), (lambda lib, y, c: y * c, False),
+    (lambda lib, y, c: y / c, False), (lambda lib, y, c: c * y, False), (lambda lib, y, c: c / y, True),
+])
+def test_only_what_a_gradient_reads_is_saved(expr, torch_errs):
+    """As PyTorch: ``y * 3`` saves nothing of y, so changing y in place before backward is no error; ``3 / y``
+    reads y for its own gradient and still refuses."""
+    import torch
+    for lib in (vt, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        y = x * 1
+        z = expr(lib, y, lib.tensor([3.0, 4.0]))
+        y.add_(1)
+        if torch_errs:
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                z.sum().backward()
+        else:
+            z.sum().backward()
+            got = x.grad.tolist()
+            if lib is vt:
+                vt_grad = got
+            else:
+                assert np.allclose(vt_grad, got)

@@ -241,6 +241,8 @@ def attach(op, args, kwargs, tensors, out, kept=None):
     saved, versions = [], []
     save = op.save
     T = _disp._Tensor
+    if op.save_for is not None and save:
+        save = _needed_saves(op, args, needs, T)
     new_args = []
     remaining = len(tensors)  # input tensors not met yet: lists are searched only while some remain
     for i, a in enumerate(args):
@@ -303,6 +305,16 @@ def attach(op, args, kwargs, tensors, out, kept=None):
             o.grad_fn = node
             o._output_nr = i
     return out
+
+
+def _needed_saves(op, args, needs, T):
+    """The subset of ``op.save`` some input needing a gradient reads (``OpDef.save_for``)."""
+    need_at, k = {}, 0
+    for i, a in enumerate(args):
+        if isinstance(a, T):
+            need_at[i] = needs[k]
+            k += 1
+    return tuple(i for i in op.save if any(need_at.get(j, False) for j in op.save_for.get(i, (i,))))
 
 
 _NO_KWARGS = MappingProxyType({})  # shared by nodes called without keyword arguments (read-only)

@@ -58,10 +58,10 @@ class OpDef:
     """One registered op: kernels per key plus its backward formula and metadata."""
 
     __slots__ = ("name", "qualname", "kernels", "backward_fn", "save", "save_out", "promote", "view",
-                 "inplace_of", "schema", "doc", "sharding_rule", "raw", "composite", "mixed_cuda")
+                 "inplace_of", "schema", "doc", "sharding_rule", "raw", "composite", "mixed_cuda", "save_for")
 
     def __init__(self, qualname, kernel=None, *, save=(), save_out=False, promote=None, view=False, schema=None,
-                 raw=False, composite=False):
+                 raw=False, composite=False, save_for=None):
         self.qualname = qualname
         self.composite = composite  # the kernel takes Tensors and calls vt ops: autograd flows through them
         self.raw = raw              # the kernel takes and returns Tensors (device moves, composites)
@@ -72,6 +72,10 @@ class OpDef:
             self.kernels[Key.CUDA] = kernel
         self.backward_fn = None
         self.save = tuple(save)
+        # {saved arg index: arg indices whose gradients read it}: an argument is saved only when one of those
+        # needs a gradient (as PyTorch's codegen does): ``y * 3`` keeps nothing of y alive, and an in-place
+        # change of y afterwards is no error. Backward formulas of such ops read ctx.args (TensorMeta if unsaved)
+        self.save_for = save_for
         self.save_out = save_out
         self.promote = promote      # None | "default" | "float" (ints -> default float) | "same"
         self.view = view            # output aliases input 0's storage (shares its version counter)
@@ -138,7 +142,7 @@ ops = _Ops()
 
 
 def defop(name, *, namespace="vt", save=(), save_out=False, promote=None, view=False, schema=None, raw=False,
-          composite=False):
+          composite=False, save_for=None):
     """Decorator registering a kernel (for CPU and CUDA) as op ``namespace::name``.
 
     ``raw=True``: the kernel receives Tensors rather than arrays (ops that cross devices); it still
@@ -150,7 +154,7 @@ def defop(name, *, namespace="vt", save=(), save_out=False, promote=None, view=F
         if qual in REGISTRY:
             raise ValueError(f"op {qual} is already defined")
         op = OpDef(qual, kernel, save=save, save_out=save_out, promote=promote, view=view, schema=schema, raw=raw,
-                   composite=composite)
+                   composite=composite, save_for=save_for)
         REGISTRY[qual] = op
         return op
     return deco

@@ -59,7 +59,7 @@ def _(ctx, g):
     return binary_grads(ctx, lambda: g, lambda: -g if alpha == 1 else g * (-alpha))
 
 
-@defop("mul", promote="default", save=(0, 1))
+@defop("mul", promote="default", save=(0, 1), save_for={0: (1,), 1: (0,)})
 def mul(a, b):
     try:
         return a * b  # (bool * bool is logical and, as PyTorch)
@@ -74,7 +74,7 @@ def _(ctx, g):
     return binary_grads(ctx, lambda: g * b, lambda: g * a)
 
 
-@defop("true_divide", promote="float", save=(0, 1))
+@defop("true_divide", promote="float", save=(0, 1), save_for={0: (1,), 1: (0, 1)})
 @f32
 def true_divide(a, b):
     return a / b
