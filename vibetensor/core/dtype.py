@@ -85,7 +85,7 @@ def as_dtype(d) -> dtype:
     if d is bool:
         return bool_
     if d is float:
-        return _default_float
+        return float64  # Python's float is double precision (PyTorch: dtype=float is float64)
     if d is int:
         return int64
     if isinstance(d, str):
