@@ -95,10 +95,38 @@ class OpDef:
         return fn
 
     def __call__(self, *args, **kwargs):
+        if kwargs and ("input" in kwargs or "other" in kwargs or "axis" in kwargs):
+            args, kwargs = _torch_keywords(self, args, kwargs)
         return dispatch(self, args, kwargs)
 
     def __repr__(self):
         return f"<op {self.qualname}>"
+
+
+_KERNEL_PARAMS: dict = {}
+
+
+def _torch_keywords(op, args, kwargs):
+    """PyTorch's keyword spellings of the leading operands and of dims: ``vt.sum(input=x)``,
+    ``x.add(other=y)``, ``x.sum(axis=0)`` (kernels name them positionally, and ``dim``)."""
+    params = _KERNEL_PARAMS.get(op)
+    if params is None:
+        import inspect
+        k = op.kernels.get(Key.CPU) or next(iter(op.kernels.values()), None)
+        try:
+            params = _KERNEL_PARAMS[op] = tuple(inspect.signature(k).parameters)
+        except (TypeError, ValueError):
+            params = _KERNEL_PARAMS[op] = ()
+    kwargs = dict(kwargs)
+    if "input" in kwargs and "input" not in params and not args:
+        args = (kwargs.pop("input"),)
+    if "other" in kwargs and "other" not in params and len(args) == 1:
+        args = args + (kwargs.pop("other"),)
+    if "axis" in kwargs and "axis" not in params and "dim" in params:
+        if "dim" in kwargs:
+            raise TypeError(f"{op.name}(): got both dim= and its alias axis=; pass one")
+        kwargs["dim"] = kwargs.pop("axis")
+    return args, kwargs
 
 
 REGISTRY: dict[str, OpDef] = {}
