@@ -318,7 +318,11 @@ def setitem(t: Tensor, index, value):
         else:
             value = value._data
     try:
-        t._data[idx] = value
+        tgt = t._data
+        if len(idx) > 2:  # an int apart from a list/tensor index: PyTorch's dimension order, not numpy's
+            from .ops.index import torch_order
+            tgt, idx = torch_order(tgt, idx)
+        tgt[idx] = value
     except (ValueError, IndexError, TypeError) as e:
         raise _setitem_error(t, index, value, e) from None
     t._vc.v += 1

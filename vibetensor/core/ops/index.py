@@ -6,7 +6,12 @@ tensors to the data's device, then call one of two kernels:
 
 * ``vt_impl::getitem``: basic indexing only (ints, slices, None, Ellipsis): a view sharing storage
   and the version counter, as in PyTorch.
-* ``vt_impl::index``: any advanced index (numpy semantics, which match PyTorch's): a copy.
+* ``vt_impl::index``: any advanced index: a copy. numpy's rules match PyTorch's but for where the dims
+  of advanced indices go: PyTorch applies Python ints (and 0-d integer tensors) as a plain ``select``
+  first, so they are not advanced indices, and an Ellipsis standing for no dims separates nothing.
+  ``x[0, :, [1, 2]]`` has shape (4, 2) in PyTorch for ``x`` of shape (3, 4, 5), numpy's (2, 4).
+  ``torch_order`` rewrites such an index into a basic step (a view) and an advanced step on it; the
+  kernels, their backward and ``__setitem__`` go through it.
 
 Backward scatters the gradient into zeros of the input's shape, accumulating repeated indices.
 Negative slice steps raise ValueError as in PyTorch (numpy would allow them).
@@ -152,6 +157,79 @@ def _with_ellipsis(idx):
     return idx if any(x is Ellipsis for x in idx) else idx + (Ellipsis,)
 
 
+_KINDS = {slice: 0, type(None): 0, int: 1, bool: 2, type(Ellipsis): 3}
+
+
+def _kind(x):
+    """0: slice or None; 1: an integer (Python, numpy scalar, 0-d integer array); 2: advanced; 3: Ellipsis."""
+    k = _KINDS.get(type(x))
+    if k is not None:
+        return k
+    if isinstance(x, (bool, np.bool_)):
+        return 2
+    if isinstance(x, (int, np.integer)):
+        return 1
+    if getattr(x, "ndim", None) == 0 and x.dtype.kind in "iu":
+        return 1
+    return 2
+
+
+def _dims_taken(x):
+    """Dimensions of the indexed array an advanced index consumes: k for a k-d bool mask, 0 for a scalar
+    bool, else 1."""
+    if isinstance(x, (bool, np.bool_)):
+        return 0
+    if not (hasattr(x, "ndim") and hasattr(x, "dtype")):
+        x = np.asarray(_unwrap_list(x))  # a host-side list, never the (maybe CuPy) data
+    return x.ndim if x.dtype == bool else 1
+
+
+def torch_order(arr, idx):
+    """-> ``(target, index)`` such that ``target[index]`` (read or assigned) is PyTorch's ``arr[idx]``.
+
+    ``arr`` is a numpy or CuPy array, ``idx`` a tuple of raw index items (ints, slices, None, Ellipsis,
+    bools, integer or bool arrays or lists). Both put the dims of the advanced indices in place when the
+    indices are adjacent, else first, but they judge adjacency differently: PyTorch applies the integers as
+    a ``select`` first (they are not advanced indices) and an Ellipsis that stands for no dims separates
+    nothing; numpy counts the integers as advanced indices and any Ellipsis as a separator. Where the two
+    differ, ``target`` is the view ``arr[ints, slices, None, ...]`` and ``index`` the advanced indices on
+    it; otherwise ``(arr, idx)`` unchanged (the common cases cost one length check).
+    """
+    if len(idx) < 3:  # a difference needs an advanced index, an int or Ellipsis, and a slice or Ellipsis
+        return arr, idx
+    kinds = [_kind(x) for x in idx]
+    if 2 not in kinds or (1 not in kinds and 3 not in kinds):
+        return arr, idx
+    n = len(kinds)
+    first = lo = kinds.index(2)
+    last = hi = n - 1 - kinds[::-1].index(2)
+    if 1 in kinds:
+        lo, hi = min(lo, kinds.index(1)), max(hi, n - 1 - kinds[::-1].index(1))
+    if 0 not in kinds[lo:hi] and 3 not in kinds[lo:hi]:
+        return arr, idx  # numpy sees one group too (at the same place: ints before it add no dims)
+    # numpy puts the advanced dims first; PyTorch in place if adjacent without the ints and empty Ellipsis
+    n_ell = 0
+    if 3 in kinds:
+        n_ell = arr.ndim - sum(_dims_taken(x) if k == 2 else 1 for x, k in zip(idx, kinds)
+                               if k == 1 or k == 2 or k == 0 and x is not None)
+    between, before = kinds[first:last], kinds[:first]
+    if 0 in between or n_ell and 3 in between or not (0 in before or n_ell and 3 in before):
+        return arr, idx  # apart in PyTorch as well, or PyTorch's place is the front too
+    basic, adv = [], []
+    for x, k in zip(idx, kinds):
+        if k == 1:
+            basic.append(int(x))  # numpy copies for a 0-d array index; an int gives a view
+        elif k == 2:
+            basic.extend([slice(None)] * _dims_taken(x))
+            adv.append(x)
+        else:
+            basic.append(x)
+            adv.extend([slice(None)] * (n_ell if k == 3 else 1))  # a None's new dim is a plain dim now
+    if 3 not in kinds:
+        basic.append(Ellipsis)  # a view even where the ints take every dim
+    return arr[tuple(basic)], tuple(adv)
+
+
 def _has_tensor(index):
     T = _tensor_cls()
     return any(isinstance(x, T) for x in index)
@@ -181,6 +259,8 @@ def _(ctx, g):
 
 @defop("index", namespace="vt_impl", save=(1,))
 def _index(a, idx):
+    if len(idx) > 2:
+        a, idx = torch_order(a, idx)
     return a[idx]
 
 
@@ -196,7 +276,8 @@ def _index_grad(g, shape, idx, accumulate):
     xp = xp_of(g)
     out = xp.zeros(shape, dtype=g.dtype)
     if accumulate:
-        add_at(xp, out, _masks_to_ints(xp, idx), g)
+        tgt, idx = torch_order(out, idx)
+        add_at(xp, tgt, _masks_to_ints(xp, idx), g)
     else:
         out[_with_ellipsis(idx)] = g
     return out
@@ -240,15 +321,16 @@ def _index_put(a, idx, value, accumulate):
     xp = xp_of(a)
     out = a.copy()
     v = xp.asarray(value).astype(a.dtype, copy=False) if hasattr(value, "dtype") else value
+    tgt, tidx = torch_order(out, idx)
     try:
         if accumulate:
-            add_at(xp, out, _masks_to_ints(xp, idx), v)
+            add_at(xp, tgt, _masks_to_ints(xp, tidx), v)
         else:
-            out[_with_ellipsis(idx)] = v
+            tgt[_with_ellipsis(tidx)] = v
     except ValueError as e:
-        tgt = a[_with_ellipsis(idx)].shape
+        shp = tgt[_with_ellipsis(tidx)].shape
         raise ShapeError(f"index_put: value of shape {tuple(getattr(value, 'shape', ()))} cannot be broadcast to "
-                         f"the indexed shape {tuple(tgt)} ({e})") from None
+                         f"the indexed shape {tuple(shp)} ({e})") from None
     return out
 
 
