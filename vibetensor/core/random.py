@@ -51,16 +51,30 @@ class Generator:
             raise NotImplementedError("Generator.get_state on CUDA is not supported yet; reseed with manual_seed")
         import json
         from . import factories
-        st = json.dumps(self._impl.bit_generator.state, default=int).encode()
+        # Philox's counter/key/buffer are uint64 arrays: JSON lists (int() fails on an array of several)
+        st = json.dumps(self._impl.bit_generator.state,
+                        default=lambda o: o.tolist() if isinstance(o, np.ndarray) else int(o)).encode()
         return factories.tensor(np.frombuffer(st, dtype=np.uint8).copy())
 
     def set_state(self, state):
         if self.device.type != "cpu":
             raise NotImplementedError("Generator.set_state on CUDA is not supported yet; reseed with manual_seed")
         import json
-        raw = bytes(np.asarray(state.numpy() if hasattr(state, "numpy") else state, dtype=np.uint8))
-        st = json.loads(raw.decode())
-        self._impl.bit_generator.state = st
+        if not (hasattr(state, "numpy") or isinstance(state, (np.ndarray, bytes, bytearray))):
+            raise TypeError(f"Generator.set_state: expected the uint8 tensor from get_state(), got "
+                            f"{type(state).__name__}")
+        try:
+            raw = bytes(state) if isinstance(state, (bytes, bytearray)) else \
+                bytes(np.asarray(state.numpy() if hasattr(state, "numpy") else state, dtype=np.uint8))
+            st = json.loads(raw.decode())
+            if st.get("bit_generator") != type(self._impl.bit_generator).__name__:
+                raise ValueError(f"a {st.get('bit_generator')!r} state, this generator is "
+                                 f"{type(self._impl.bit_generator).__name__}")
+            self._impl.bit_generator.state = st
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:  # json's errors are ValueErrors
+            raise ValueError(f"Generator.set_state: the state is not one saved by Generator.get_state() on a CPU "
+                             f"generator ({type(e).__name__}: {str(e)[:80]}); pass get_state()'s tensor unchanged"
+                             ) from None
         return self
 
     # -- sampling into backend arrays (used by factories and ops)
@@ -130,6 +144,9 @@ def initial_seed():
 def gen_for(generator, dev: Device) -> Generator:
     if generator is None:
         return default_generator(dev)
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator must be a vt.Generator, got {type(generator).__name__}; "
+                        f"create one with vt.Generator(device='{dev}').manual_seed(seed)")
     if generator.device.type != dev.type:
         raise ValueError(f"generator is on {generator.device} but the tensor is on {dev}; "
                          f"create vt.Generator(device='{dev}')")

@@ -75,8 +75,7 @@ def _bad_size_msg(name, s, i, shape):
     name = name.removeprefix("_tensor_")  # ops/shape.py's Tensor.reshape
     where = f" at position {i} of ({', '.join(_short_repr(x) for x in shape)})" if len(shape) > 1 else ""
     return (f"{name}(): {_SIZE_ARG.get(name, 'size')} must be a tuple of ints, got {_short_repr(s)} "
-            f"({type(s).__name__}){where}; pass whole numbers (int() a computed size only where truncating "
-            f"is meant)")
+            f"({type(s).__name__}){where}; pass ints, e.g. {name}(2, 3) (round a computed float first)")
 
 
 class Tensor:
