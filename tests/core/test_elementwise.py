@@ -576,3 +576,23 @@ def test_erf_fallback_without_scipy_matches_math_erf():
     got = _erf_np(x.copy())
     ref = np.array([math.erf(v) for v in x])
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-16)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [vt.float32, vt.float64])
+def test_atan2_gradient_at_origin_is_zero_as_torch(dtype):
+    # d/da atan2 = b / (a^2 + b^2): PyTorch sets it to 0 where the reciprocal is inf, at (0, 0) or on underflow
+    a = np.array([0.0, 0.0, 1.0, -2.0, 1e-200, 0.0])
+    b = np.array([0.0, -1.0, 0.0, 3.0, 1e-200, -0.0])
+    if dtype is vt.float32:
+        a, b = a[:4], b[:4]
+    va, vb = vt.tensor(a, dtype=dtype, requires_grad=True), vt.tensor(b, dtype=dtype, requires_grad=True)
+    td = getattr(torch, dtype.name)
+    ta, tb = torch.tensor(a, dtype=td, requires_grad=True), torch.tensor(b, dtype=td, requires_grad=True)
+    vt.atan2(va, vb).sum().backward()
+    torch.atan2(ta, tb).sum().backward()
+    np.testing.assert_array_equal(va.grad.numpy(), ta.grad.numpy())
+    np.testing.assert_array_equal(vb.grad.numpy(), tb.grad.numpy())
+    x = vt.tensor([0.0, 2.0], dtype=dtype, requires_grad=True)  # with a scalar operand
+    vt.atan2(x, 0.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])

@@ -2,7 +2,7 @@
 (PyTorch names and semantics)."""
 from . import functional, init, utils  # noqa: F401
 from .module import Module  # noqa: F401
-from .modules import *
+from .modules import *  # noqa: F403  (the layer classes, listed in modules.__all__)
 from .parameter import Parameter  # noqa: F401
 
 

@@ -34,16 +34,6 @@ def mish(input, inplace=False):
     return input.copy_(out) if inplace else out
 
 
-def hardsigmoid(input, inplace=False):
-    out = V.clamp(input / 6.0 + 0.5, 0.0, 1.0)
-    return input.copy_(out) if inplace else out
-
-
-def hardswish(input, inplace=False):
-    out = input * V.clamp(input + 3.0, 0.0, 6.0) / 6.0
-    return input.copy_(out) if inplace else out
-
-
 def _channel_shape(x):
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 

@@ -2,8 +2,8 @@
 
 Each function normalises PyTorch's arguments and calls the op of the same name; the ops carry the
 kernels and backward formulas. Tensors are passed positionally (the dispatcher finds tensors there).
-A few functions without an op of their own (normalize, pad, the loss reductions' argument checks)
-are written here from other vt ops.
+Functions without an op of their own (the piecewise activations, normalize, cosine_similarity, pad, the
+smaller losses) are composed here from other vt ops, so autograd derives their backward.
 """
 from __future__ import annotations
 
@@ -54,8 +54,39 @@ def relu6(input, inplace=False):
     return hardtanh(input, 0.0, 6.0, inplace)
 
 
+def _outside_grad_free(input, keep, value):
+    """``input`` where ``keep``, else ``value`` computed from the detached input: PyTorch's piecewise
+    activations pass no gradient at their boundaries, where clamp (and so a plain composition) passes it."""
+    return V.where(keep, input, value(input.detach()))
+
+
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    return input.clamp_(min_val, max_val) if inplace else V.clamp(input, min_val, max_val)
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
+    # gradient strictly inside (min_val, max_val), and at NaN, as PyTorch's hardtanh_backward
+    keep = ~((input <= min_val) | (input >= max_val))
+    out = _outside_grad_free(input, keep, lambda x: V.clamp(x, min_val, max_val))
+    return input.copy_(out) if inplace else out
+
+
+def threshold(input, threshold, value, inplace=False):
+    """``value`` where ``input <= threshold``, else ``input`` (NaN passes through, as PyTorch)."""
+    out = V.where(input <= threshold, value, input)
+    return input.copy_(out) if inplace else out
+
+
+def hardsigmoid(input, inplace=False):
+    # gradient 1/6 strictly inside (-3, 3), 0 at the boundaries and at NaN, as PyTorch
+    x = _outside_grad_free(input, (input > -3.0) & (input < 3.0), lambda d: d)
+    out = V.clamp(x + 3.0, 0.0, 6.0) / 6.0
+    return input.copy_(out) if inplace else out
+
+
+def hardswish(input, inplace=False):
+    # PyTorch's gradient: 0 for x <= -3, x/3 + 1/2 inside, 1 for x >= 3 (clamp alone gives -1/2 and 3/2 at +-3)
+    x = _outside_grad_free(input, (input > -3.0) & (input < 3.0), lambda d: d)
+    out = input * V.clamp(x + 3.0, 0.0, 6.0) / 6.0
+    return input.copy_(out) if inplace else out
 
 
 def gelu(input, approximate="none"):
@@ -84,8 +115,46 @@ def tanh(input):
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    out = V.where(input >= 0, input, input * negative_slope)
+    out = V.where(input > 0, input, input * negative_slope)  # x == 0 takes the slope, as PyTorch
     return input.copy_(out) if inplace else out
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(input, inplace=False):
+    out = V.where(input > 0, input * _SELU_SCALE, V.expm1(input) * (_SELU_ALPHA * _SELU_SCALE))
+    return input.copy_(out) if inplace else out
+
+
+def celu(input, alpha=1.0, inplace=False):
+    if alpha == 0:
+        raise ValueError("celu: alpha cannot be 0 (the negative side is alpha * (exp(x / alpha) - 1))")
+    out = V.where(input > 0, input, V.expm1(input * (1.0 / alpha)) * alpha)
+    return input.copy_(out) if inplace else out
+
+
+def logsigmoid(input):
+    # min(x, 0) - log1p(exp(-|x|)): no overflow for large |x|; the gradient at 0 is 1/2 (minimum's tie rule)
+    return V.minimum(input, 0) - V.log1p(V.exp(-V.abs(input)))
+
+
+def softsign(input):
+    return input / (V.abs(input) + 1)
+
+
+def glu(input, dim=-1):
+    """``a * sigmoid(b)`` with ``a``, ``b`` the two halves of ``input`` along ``dim``."""
+    if input.ndim == 0:
+        raise ShapeError("glu: does not support 0-d tensors (the halved dimension must be even)")
+    if not -input.ndim <= dim < input.ndim:
+        raise IndexError(f"glu: dim {dim} is out of range for a {input.ndim}-d input")
+    n = input.shape[dim]
+    if n % 2:
+        raise ShapeError(f"glu: halving dimension must be even, but dimension {dim} of shape "
+                         f"{tuple(input.shape)} is size {n}")
+    return V.narrow(input, dim, 0, n // 2) * V.sigmoid(V.narrow(input, dim, n // 2, n // 2))
 
 
 def _softmax_dim(name, input, dim):
@@ -144,6 +213,26 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     return input / V.clamp(n, eps)
 
 
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """``sum(x1/|x1| * x2/|x2|)`` over ``dim`` of the broadcast shape, each norm clamped below at ``eps``."""
+    from ..core.dtype import result_type
+    from ..core.ops._util import broadcast_shapes
+    dt = result_type(x1, x2)
+    if not dt.is_floating_point:
+        raise TypeError(f"cosine_similarity: expected floating-point inputs, got {x1.dtype.name} and "
+                        f"{x2.dtype.name}; convert them with .float()")
+    shape = broadcast_shapes("cosine_similarity", x1.shape, x2.shape)
+    x1, x2 = V.expand(x1.to(dt), shape), V.expand(x2.to(dt), shape)  # the norms are over the broadcast dim
+    return V.sum((x1 / _clamped_norm(x1, dim, eps)) * (x2 / _clamped_norm(x2, dim, eps)), dim)
+
+
+def _clamped_norm(x, dim, eps):
+    # PyTorch clamps the norm under no_grad: the value is max(norm, eps), the gradient that of the norm
+    n = V.norm(x, 2, dim, True)
+    nd = n.detach()
+    return n - nd + V.clamp(nd, eps)
+
+
 # ---------------------------------------------------------------------------------------------------- embedding, dropout
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
               sparse=False):
@@ -196,8 +285,57 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     reduction = _reduction("l1_loss", reduction, size_average, reduce)
     from ..core.ops.nn_loss import _warn_broadcast
     _warn_broadcast("l1_loss", input, target)
+    return _reduce(V.abs(input - target), reduction)
+
+
+def _reduce(loss, reduction):
+    return loss if reduction == "none" else (V.sum(loss) if reduction == "sum" else V.mean(loss))
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    reduction = _reduction("smooth_l1_loss", reduction, size_average, reduce)
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
+    from ..core.ops.nn_loss import _warn_broadcast
+    _warn_broadcast("smooth_l1_loss", input, target)
     d = V.abs(input - target)
-    return d if reduction == "none" else (V.sum(d) if reduction == "sum" else V.mean(d))
+    if beta == 0:  # l1 (PyTorch too): the quadratic branch would divide by 0 and its gradient be NaN
+        return _reduce(d, reduction)
+    return _reduce(V.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    reduction = _reduction("huber_loss", reduction)
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    if weight is not None and tuple(weight.shape) != tuple(input.shape):
+        raise ShapeError(f"huber_loss: weight shape {tuple(weight.shape)} must be the input's {tuple(input.shape)}")
+    from ..core.ops.nn_loss import _warn_broadcast
+    _warn_broadcast("huber_loss", input, target)
+    d = V.abs(input - target)
+    loss = V.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+    return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """Pointwise ``target * (log(target) - input)`` (``input`` holds log-probabilities); 'batchmean' divides
+    the sum by the batch size, 'mean' by the element count (with PyTorch's warning)."""
+    if reduction not in _REDUCTIONS + ("batchmean",):
+        raise ValueError(f"kl_div: reduction must be one of {_REDUCTIONS + ('batchmean',)}, got {reduction!r}")
+    _reduction("kl_div", "sum" if reduction == "batchmean" else reduction, size_average, reduce)
+    if reduction == "mean":
+        import warnings
+        warnings.warn("kl_div: reduction='mean' divides the total loss by both the batch size and the support "
+                      "size; 'batchmean' divides only by the batch size and matches the KL divergence's "
+                      "definition", UserWarning, stacklevel=2)
+    if log_target:
+        loss = V.exp(target) * (target - input)
+    else:  # xlogy(t, t): 0 where t == 0; the gradient there is NaN for target (as PyTorch), 0 for input
+        loss = V.where(target == 0, 0.0, target * V.log(target)) - target * input
+    if reduction == "batchmean":
+        out = V.sum(loss)
+        return out / input.shape[0] if input.ndim else out
+    return _reduce(loss, reduction)
 
 
 # ---------------------------------------------------------------------------------------------------- attention
@@ -284,8 +422,7 @@ def _filled(like, shape, value):
 
 
 from ._functional_extra import (  # noqa: E402,F401  (re-exported)
-    adaptive_avg_pool2d, batch_norm, binary_cross_entropy, binary_cross_entropy_with_logits, elu, group_norm,
-    hardsigmoid, hardswish, mish,
+    adaptive_avg_pool2d, batch_norm, binary_cross_entropy, binary_cross_entropy_with_logits, elu, group_norm, mish,
 )
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "ops", "Tensor", "ShapeError", "V")]

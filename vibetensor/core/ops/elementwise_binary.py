@@ -77,8 +77,9 @@ def atan2(a, b):
 @atan2.def_backward
 def _(ctx, g):
     a, b = ctx.args
-    d = a * a + b * b
-    return binary_grads(ctx, lambda: g * b / d, lambda: -g * a / d)
+    r = V.reciprocal(a * a + b * b)
+    r = V.where(V.isinf(r), 0.0, r)  # at (0, 0) (or underflow) the gradient is 0, as PyTorch's atan2_backward
+    return binary_grads(ctx, lambda: g * b * r, lambda: -g * a * r)
 
 
 arctan2 = atan2

@@ -103,14 +103,16 @@ def _reduce_idx(wt, nll, smooth, ls, C, reduction, tshape):
         return loss.sum() / wt.sum()
 
 
-def _scale(g, reduction, M, denom):
-    """Upstream gradient per row of the (M, C) layout."""
+def _scale(g, reduction, M, denom, valid=None):
+    """Upstream gradient per row of the (M, C) layout; 0 on ignored rows (``valid`` False)."""
     xp = xp_of(g)
     if reduction == "none":
         return g.reshape(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: nan, as the forward
+    with np.errstate(invalid="ignore", divide="ignore"):  # denom 0 (all ignored): the loss is NaN, ...
         s = g / denom if reduction == "mean" else g
-    return xp.broadcast_to(s, (M,))
+    s = xp.broadcast_to(s, (M,))
+    # ... but PyTorch skips ignored rows, so their gradient is 0, not 0 * inf
+    return s if valid is None else xp.where(valid, s, 0)
 
 
 def _unlayout(gl, shape):
@@ -198,7 +200,7 @@ def cross_entropy_backward(g, x, target, weight=None, ignore_index=-100, reducti
         return gx, gt
     tf, valid, ts = _targets("cross_entropy", target, C, ignore_index)
     wt = w[ts] * valid if w is not None else valid.astype(logp.dtype)
-    s = _scale(gf, reduction, M, wt.sum())
+    s = _scale(gf, reduction, M, wt.sum(), valid)
     # d loss / d logp = -s * ((1-ls) * wt * onehot(t) + ls/C * w * valid)
     tot = (1 - ls) * wt + ((ls / C) * (w.sum() if w is not None else C)) * valid
     gl = p * (s * tot)[:, None]
@@ -245,7 +247,7 @@ def nll_loss_backward(g, input_shape, input_dtype, target, weight=None, ignore_i
     gf = up(g)
     wt = w[ts] * valid if w is not None else valid.astype(gf.dtype)
     M = tf.shape[0]
-    s = _scale(gf, reduction, M, wt.sum())
+    s = _scale(gf, reduction, M, wt.sum(), valid)
     gl = xp.zeros((M, C), dtype=gf.dtype)
     gl[xp.arange(M), ts] = -wt * s
     return _unlayout(gl, shape).astype(input_dtype.np, copy=False)
