@@ -23,6 +23,7 @@ from .core.random import Generator, manual_seed, seed, initial_seed, default_gen
 from .core import ops as _ops_pkg  # noqa: F401  (registers every built-in op)
 from .core.dispatcher import ops  # noqa: F401
 from .core.functional import *  # noqa: F401,F403  (vt.add, vt.sum, vt.cat, ... as functions)
+from .core.ops.extra_shape import tril_indices, triu_indices  # noqa: F401,E402
 from .errors import (  # noqa: F401
     ShapeError, DTypeError, DeviceMismatchError, DeviceUnavailableError, AutogradError, CheckpointError,
 )

@@ -5,3 +5,4 @@ Importing this package registers them all. Kernels take backend arrays (numpy or
 sharded tensors). Shared helpers live in ``_util``.
 """
 from . import conversion, elementwise, reduce, shape, index, linalg, nn  # noqa: F401
+from . import extra_linalg, extra_shape, extra_reduce, extra_elementwise, extra_methods  # noqa: F401,E402
