@@ -79,7 +79,9 @@ def _finish(arr, dev, requires_grad):
 
 
 def _infer_dtype(data):
-    """torch.tensor's inference: bool -> bool, int -> int64, float -> default float."""
+    """torch.tensor's inference: bool -> bool, int -> int64, float -> default float; numpy scalars keep theirs."""
+    if isinstance(data, np.generic):  # (before the float test: np.float64 is a float subclass)
+        return _dt.from_numpy_dtype(data.dtype)
     if isinstance(data, bool):
         return _dt.bool_
     if isinstance(data, int):
@@ -87,6 +89,8 @@ def _infer_dtype(data):
     if isinstance(data, float):
         return _dt.get_default_dtype()
     a = np.asarray(data)
+    if not isinstance(data, np.ndarray) and a.dtype.kind in "iuf" and _has_numpy_leaf(data):
+        return _leaf_dtype(data)  # [np.int32(1)] is int32, [np.int64(1), 2.5] the default float
     if a.dtype == np.float64 and not isinstance(data, np.ndarray):
         return _dt.get_default_dtype()
     if a.dtype.kind in "iu" and not isinstance(data, np.ndarray):
@@ -95,6 +99,30 @@ def _infer_dtype(data):
         raise TypeError(f"vt.tensor: cannot build a tensor from data of type {type(data).__name__} "
                         f"(numpy saw dtype {a.dtype}); pass numbers, nested lists of numbers or arrays")
     return _dt.from_numpy_dtype(a.dtype)
+
+
+def _has_numpy_leaf(data):
+    while isinstance(data, (list, tuple)) and data:
+        data = data[0]  # (checked on the first leaf: lists of Python numbers keep the fast path)
+    return isinstance(data, (np.generic, np.ndarray))
+
+
+def _leaf_dtype(data):
+    """torch.tensor's per-element inference, promoted: numpy leaves keep their dtype, Python ints are
+    int64, floats the default float."""
+    kinds, stack = set(), [data]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, (np.generic, np.ndarray)):
+            kinds.add(_dt.from_numpy_dtype(x.dtype))
+        else:
+            kinds.add(_infer_dtype(x))
+    out = kinds.pop()
+    for d in kinds:
+        out = _dt.promote_types(out, d)
+    return out
 
 
 def _unwrap_nested(data):

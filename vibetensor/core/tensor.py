@@ -450,18 +450,23 @@ class Tensor:
     def __pos__(self): return self
     def __abs__(self): return V.abs(self)
     def __invert__(self): return V.logical_not(self) if self._dtype is _dt.bool_ else V.bitwise_not(self)
-    def __eq__(self, o): return V.eq(self, o)
-    def __ne__(self, o): return V.ne(self, o)
+    def __eq__(self, o): return False if o is None else V.eq(self, o)  # (PyTorch: t == None is False)
+    def __ne__(self, o): return True if o is None else V.ne(self, o)
     def __lt__(self, o): return V.lt(self, o)
     def __le__(self, o): return V.le(self, o)
     def __gt__(self, o): return V.gt(self, o)
     def __ge__(self, o): return V.ge(self, o)
-    def __and__(self, o): return V.logical_and(self, o) if self._dtype is _dt.bool_ else V.bitwise_and(self, o)
-    def __or__(self, o): return V.logical_or(self, o) if self._dtype is _dt.bool_ else V.bitwise_or(self, o)
-    def __xor__(self, o): return V.logical_xor(self, o) if self._dtype is _dt.bool_ else V.bitwise_xor(self, o)
-    __rand__ = __and__
-    __ror__ = __or__
-    __rxor__ = __xor__
+    # bitwise with promotion, as PyTorch (bool & bool is the logical and; bool & int is on the ints)
+    def __and__(self, o): return V.bitwise_and(self, o)
+    def __or__(self, o): return V.bitwise_or(self, o)
+    def __xor__(self, o): return V.bitwise_xor(self, o)
+    def __rand__(self, o): return V.bitwise_and(o, self)
+    def __ror__(self, o): return V.bitwise_or(o, self)
+    def __rxor__(self, o): return V.bitwise_xor(o, self)
+    def __lshift__(self, o): return V.bitwise_left_shift(self, o)
+    def __rshift__(self, o): return V.bitwise_right_shift(self, o)
+    def __rlshift__(self, o): return V.bitwise_left_shift(o, self)
+    def __rrshift__(self, o): return V.bitwise_right_shift(o, self)
 
     def __iadd__(self, o): return self.add_(o)
     def __isub__(self, o): return self.sub_(o)
@@ -534,6 +539,13 @@ class Size(tuple):
 
     def __repr__(self):
         return f"vibetensor.Size({list(self)})"
+
+    def __getitem__(self, i):  # a slice of a Size is a Size (shape[1:]), as in PyTorch
+        r = tuple.__getitem__(self, i)
+        return Size(r) if isinstance(i, slice) else r
+
+    def __add__(self, o):
+        return Size(tuple.__add__(self, tuple(o)))
 
 
 def _index_arg(index):
