@@ -241,8 +241,8 @@ def attach(op, args, kwargs, tensors, out, kept=None):
     saved, versions = [], []
     save = op.save
     T = _disp._Tensor
-    if op.save_for is not None and save:
-        save = _needed_saves(op, args, needs, T)
+    if op.save_for is not None and save and (len(needs) != len(args) or False in needs):
+        save = _needed_saves(op, args, needs, T)  # (every argument a tensor needing grad: all are saved)
     new_args = []
     remaining = len(tensors)  # input tensors not met yet: lists are searched only while some remain
     for i, a in enumerate(args):
@@ -308,13 +308,23 @@ def attach(op, args, kwargs, tensors, out, kept=None):
 
 
 def _needed_saves(op, args, needs, T):
-    """The subset of ``op.save`` some input needing a gradient reads (``OpDef.save_for``)."""
-    need_at, k = {}, 0
-    for i, a in enumerate(args):
-        if isinstance(a, T):
+    """The subset of ``op.save`` some input needing a gradient reads (``OpDef.save_for``). Plain loops: this
+    runs on every recorded mul/div."""
+    n = len(args)
+    need_at = [False] * n
+    k = 0
+    for i in range(n):
+        if isinstance(args[i], T):
             need_at[i] = needs[k]
             k += 1
-    return tuple(i for i in op.save if any(need_at.get(j, False) for j in op.save_for.get(i, (i,))))
+    out = []
+    save_for = op.save_for
+    for i in op.save:
+        for j in save_for[i]:
+            if j < n and need_at[j]:
+                out.append(i)
+                break
+    return out
 
 
 _NO_KWARGS = MappingProxyType({})  # shared by nodes called without keyword arguments (read-only)
