@@ -223,6 +223,14 @@ def from_numpy(arr: np.ndarray) -> Tensor:
     return Tensor._make(arr, CPU)
 
 
+def _alloc(xp, shape, value, npdt):
+    if value is None:
+        return xp.empty(shape, dtype=npdt)
+    if value == 0:
+        return xp.zeros(shape, dtype=npdt)
+    return xp.full(shape, value, dtype=npdt)
+
+
 def _filled(shape, value, dtype, device, requires_grad, kind):
     shape = _shape_arg(shape, kind)
     for s in shape:
@@ -234,20 +242,10 @@ def _filled(shape, value, dtype, device, requires_grad, kind):
     try:
         if dev.type == "cuda":
             _be.check_cuda_dtype(dt, kind)
-            xp = _be.xp_for(dev)
             with _be.device_guard(dev):
-                if value is None:
-                    arr = xp.empty(shape, dtype=dt.np)
-                elif value == 0:
-                    arr = xp.zeros(shape, dtype=dt.np)
-                else:
-                    arr = xp.full(shape, value, dtype=dt.np)
-        elif value is None:
-            arr = np.empty(shape, dtype=dt.np)
-        elif value == 0:
-            arr = np.zeros(shape, dtype=dt.np)
+                arr = _alloc(_be.xp_for(dev), shape, value, dt.np)
         else:
-            arr = np.full(shape, value, dtype=dt.np)
+            arr = _alloc(np, shape, value, dt.np)
     except (ValueError, OverflowError, MemoryError) as e:
         _alloc_failed(e, shape, dt, dev, kind)
         raise
