@@ -36,3 +36,13 @@ def test_size_slices_are_sizes():
     s = vt.ones(2, 3, 4).shape
     assert type(s[1:]) is type(s) and s[1:] == (3, 4) and s[1:].numel() == 12 and s[0] == 2
     assert type(s + (5,)) is type(s) and s + (5,) == (2, 3, 4, 5)
+
+
+@pytest.mark.parametrize("call", [lambda t, d: t.sum(dim=d), lambda t, d: t.mean((0, d)), lambda t, d: t.unsqueeze(d),
+                                  lambda t, d: t.cumsum(d), lambda t, d: t.softmax(d)])
+def test_dims_must_be_integers(call):
+    t = vt.ones(2, 3)
+    for bad in ("a", 0.5, 1.0):
+        with pytest.raises(TypeError, match=r"dim must be an int, got"):
+            call(t, bad)
+    assert tuple(call(t, np.int64(1)).shape) == tuple(call(t, 1).shape) == tuple(call(t, vt.tensor(1)).shape)

@@ -1,6 +1,7 @@
 """Helpers shared by op definitions."""
 from __future__ import annotations
 
+import operator
 from collections import namedtuple
 
 from .. import backend as _be
@@ -53,6 +54,11 @@ def broadcast_shapes(opname, *shapes):
 
 
 def wrap_dim(opname, dim, ndim):
+    if type(dim) is not int:  # numpy ints and 0-d integer tensors index; 0.5 or 'a' must not pass as a dim
+        try:
+            dim = operator.index(dim)
+        except TypeError:
+            raise TypeError(f"{opname}: dim must be an int, got {dim!r} ({type(dim).__name__})") from None
     n = max(ndim, 1)
     if not -n <= dim < n:
         raise IndexError(f"{opname}: dimension {dim} out of range for a {ndim}-d tensor (expected {-n}..{n - 1})")

@@ -17,7 +17,7 @@ from .. import dispatcher as _disp
 from ..autograd import TensorMeta
 from ..dispatcher import OpDef, dispatch
 from ...errors import DTypeError
-from ._util import xp_of
+from ._util import wrap_dim, xp_of
 
 _LOW = {np.dtype(np.float16)}
 try:
@@ -141,12 +141,7 @@ def pack(ctx, grads: dict):
 
 
 def dim_arg(opname, dim, ndim):
-    n = max(ndim, 1)
-    if not isinstance(dim, int):
-        raise TypeError(f"{opname}: dim must be an int, got {type(dim).__name__}")
-    if not -n <= dim < n:
-        raise IndexError(f"{opname}: dimension {dim} out of range for a {ndim}-d tensor (expected {-n}..{n - 1})")
-    return dim % n
+    return wrap_dim(opname, dim, ndim)
 
 
 def scatter_add_rows(out, idx, vals):

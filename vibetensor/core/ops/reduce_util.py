@@ -21,11 +21,11 @@ def axes(name, dim, ndim):
     if isinstance(dim, (tuple, list)):
         if len(dim) == 0:
             return None
-        ds = [wrap_dim(name, int(d), ndim) for d in dim]
+        ds = [wrap_dim(name, d, ndim) for d in dim]
         if len(set(ds)) != len(ds):
             raise ValueError(f"{name}: dim {tuple(dim)} names a dimension more than once")
     else:
-        ds = [wrap_dim(name, int(dim), ndim)]
+        ds = [wrap_dim(name, dim, ndim)]
     if ndim == 0:
         return None
     return tuple(sorted(ds))
@@ -35,7 +35,7 @@ def one_axis(name, dim, ndim):
     """A single dim (cumsum, argmax, max(dim)): a non-negative int, 0 for a 0-d tensor."""
     if isinstance(dim, (tuple, list)):
         raise TypeError(f"{name}: dim must be a single int, got {dim!r}")
-    return wrap_dim(name, int(dim), ndim)
+    return wrap_dim(name, dim, ndim)
 
 
 def arg(ctx, i, name, default=None):
