@@ -403,24 +403,22 @@ def _rand_common(shape, dtype, device, generator, kind):
     return shape, dev, dt, gen_for(generator, dev)
 
 
-def rand(*shape, generator=None, dtype=None, device=None, requires_grad=False):
-    shape, dev, dt, g = _rand_common(shape, dtype, device, generator, "rand")
+def _sampled(kind, shape, dtype, device, generator, requires_grad):
+    shape, dev, dt, g = _rand_common(shape, dtype, device, generator, kind)
     try:
-        arr = g.random(shape, dt.np)
+        arr = g.random(shape, dt.np) if kind == "rand" else g.normal(shape, dt.np)
     except (ValueError, OverflowError, MemoryError) as e:
-        _alloc_failed(e, shape, dt, dev, "rand")
+        _alloc_failed(e, shape, dt, dev, kind)
         raise
     return _finish(arr, dev, requires_grad)
+
+
+def rand(*shape, generator=None, dtype=None, device=None, requires_grad=False):
+    return _sampled("rand", shape, dtype, device, generator, requires_grad)
 
 
 def randn(*shape, generator=None, dtype=None, device=None, requires_grad=False):
-    shape, dev, dt, g = _rand_common(shape, dtype, device, generator, "randn")
-    try:
-        arr = g.normal(shape, dt.np)
-    except (ValueError, OverflowError, MemoryError) as e:
-        _alloc_failed(e, shape, dt, dev, "randn")
-        raise
-    return _finish(arr, dev, requires_grad)
+    return _sampled("randn", shape, dtype, device, generator, requires_grad)
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None):
