@@ -46,3 +46,10 @@ def test_dims_must_be_integers(call):
         with pytest.raises(TypeError, match=r"dim must be an int, got"):
             call(t, bad)
     assert tuple(call(t, np.int64(1)).shape) == tuple(call(t, 1).shape) == tuple(call(t, vt.tensor(1)).shape)
+
+
+@pytest.mark.parametrize("bad,err", [(-1, ValueError), (2.5, TypeError), ("4", TypeError)])
+def test_linear_widths_are_checked(bad, err):
+    with pytest.raises(err, match="Linear: in_features must be"):
+        vt.nn.Linear(bad, 2)
+    assert vt.nn.Linear(np.int64(3), 2).weight.shape == (2, 3)

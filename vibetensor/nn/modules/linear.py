@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 from ...core import factories as _f
 from ...core.dispatcher import ops
@@ -25,13 +26,24 @@ class Identity(Module):
         return input
 
 
+def _features(name, n):
+    """A layer width: an int >= 0 (int() would take 2.5 or '4', as PyTorch does not)."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"Linear: {name} must be an int, got {n!r} ({type(n).__name__})") from None
+    if n < 0:
+        raise ValueError(f"Linear: {name} must be >= 0, got {n}")
+    return n
+
+
 class Linear(Module):
     """``y = x @ W.T + b``; W is (out_features, in_features), initialised as PyTorch does."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = _features("in_features", in_features)
+        self.out_features = _features("out_features", out_features)
         self.weight = Parameter(_f.empty((out_features, in_features), **_factory(device, dtype)))
         if bias:
             self.bias = Parameter(_f.empty((out_features,), **_factory(device, dtype)))
