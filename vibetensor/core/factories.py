@@ -11,7 +11,8 @@ from . import backend as _be
 from . import dtype as _dt
 from .device import CPU, device as _as_device
 from .random import gen_for
-from .tensor import Tensor, _shape_arg, _short_repr, _size_int
+from .size_args import _shape_arg, _short_repr, _size_int
+from .tensor import Tensor
 from ..errors import DTypeError, ShapeError
 
 _NUM = (int, float)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..dispatcher import AUTOGRAD_KEY, CPU_KEY, CUDA_KEY, Key, call_view, defop
-from ..tensor import Tensor, _shape_arg
+from ..size_args import _shape_arg
+from ..tensor import Tensor
 from ._util import V, wrap_dim, wrap_dims, xp_of
 from .shape_util import defop_sig, params
 from ...errors import ShapeError
