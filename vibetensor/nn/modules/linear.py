@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import math
-import operator
 
 from ...core import factories as _f
 from ...core.dispatcher import ops
+from ...core.size_args import _short_repr, _size_int
 from .. import functional as F
 from .. import init
 from ..module import Module
@@ -28,10 +28,10 @@ class Identity(Module):
 
 def _features(name, n):
     """A layer width: an int >= 0 (int() would take 2.5 or '4', as PyTorch does not)."""
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"Linear: {name} must be an int, got {n!r} ({type(n).__name__})") from None
+    k = _size_int(n)
+    if k is None:
+        raise TypeError(f"Linear: {name} must be an int, got {_short_repr(n)} ({type(n).__name__})")
+    n = k
     if n < 0:
         raise ValueError(f"Linear: {name} must be >= 0, got {n}")
     return n
